@@ -1,0 +1,1 @@
+"""meterstream: exact usage metering from Kafka to Stripe."""
