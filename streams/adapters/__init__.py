@@ -1,0 +1,1 @@
+"""Adapters: each wraps one third-party library behind a port of streams.ports."""

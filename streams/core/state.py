@@ -1,0 +1,187 @@
+"""The aggregator's state records, their keys, and their byte encoding.
+
+All of one partition's state lives in ONE key-value table, so all of it shares one ordered
+changelog partition. Keys (text, ``|``-separated; customer ids are length-prefixed so any
+character is safe):
+
+==========================  ==============================================================
+``P|{p}``                   PartitionRec: stream time, applied offset, open window starts,
+                            expiry times, pending corrections. Written after every other
+                            record of a batch; only expiry deletions follow it.
+``W|{cust}|{meter}|{ws}``   WindowRec: one (customer, meter, window) total
+``S|{cust}|{period}``       SpendRec: one customer's period totals, spend, fired alerts
+``D|{cust}|{hour}``         DedupRec: event ids seen in one event-time hour -> position
+``I|{p}|{ws}|{shard}``      window index: the (customer, meter) pairs of window ``ws``
+``X|{p}|{t}|{shard}``       expiry index: keys to delete once stream time passes ``t``
+==========================  ==============================================================
+
+A *position* is ``offset * POS_SCALE + index`` (the index of an event inside a packed
+record), so every event of a partition has a unique, ordered position. Each record that
+an event changes remembers the position it has applied up to; replaying the event after a
+crash finds the position already applied and changes nothing.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass, field
+from decimal import Decimal
+
+import orjson
+
+__all__ = [
+    "POS_SCALE",
+    "DedupRec",
+    "PartitionRec",
+    "SpendRec",
+    "WindowRec",
+    "dedup_key",
+    "expiry_key",
+    "index_key",
+    "partition_key",
+    "shard_of",
+    "spend_key",
+    "window_key",
+]
+
+POS_SCALE = 16_384  # > MAX_PACKED_EVENTS
+INDEX_SHARDS = 16
+
+
+def _c(customer: str) -> str:
+    return f"{len(customer)}:{customer}"
+
+
+def partition_key(p: int) -> str:
+    return f"P|{p}"
+
+
+def window_key(customer: str, meter: str, ws: int) -> str:
+    return f"W|{_c(customer)}|{meter}|{ws}"
+
+
+def spend_key(customer: str, period: str) -> str:
+    return f"S|{_c(customer)}|{period}"
+
+
+def dedup_key(customer: str, hour_ms: int) -> str:
+    return f"D|{_c(customer)}|{hour_ms}"
+
+
+def index_key(p: int, ws: int, shard: int) -> str:
+    return f"I|{p}|{ws}|{shard}"
+
+
+def expiry_key(p: int, t: int, shard: int) -> str:
+    return f"X|{p}|{t}|{shard}"
+
+
+def shard_of(customer: str) -> int:
+    return zlib.crc32(customer.encode()) % INDEX_SHARDS
+
+
+@dataclass(slots=True)
+class WindowRec:
+    """One (customer, meter, window).
+
+    value: the window's billed quantity (sum, count or max), exact.
+    applied: highest event position included in ``value``.
+    closed: the watermark has passed the window's end.
+    emitted_seq / emitted_value: the last summary sent (-1: none yet).
+    pending: a late event changed ``value`` after the last summary; a correction is due.
+    """
+
+    customer: str
+    meter: str
+    ws: int
+    value: Decimal = Decimal(0)
+    count: int = 0
+    applied: int = -1
+    closed: bool = False
+    emitted_seq: int = -1
+    emitted_value: Decimal = Decimal(0)
+    pending: bool = False
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            [self.customer, self.meter, self.ws, str(self.value), self.count, self.applied,
+             self.closed, self.emitted_seq, str(self.emitted_value), self.pending]
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> WindowRec:
+        c, m, ws, v, n, a, closed, seq, ev, pending = orjson.loads(raw)
+        return cls(c, m, ws, Decimal(v), n, a, closed, seq, Decimal(ev), pending)
+
+
+@dataclass(slots=True)
+class SpendRec:
+    """One customer's billing period: totals per meter, spend, alerts already fired."""
+
+    customer: str
+    period: str
+    totals: dict[str, Decimal] = field(default_factory=dict)
+    spend_minor: Decimal = Decimal(0)
+    fired: list[str] = field(default_factory=list)
+    applied: int = -1
+    last_event_ms: int = 0
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {"c": self.customer, "p": self.period,
+             "t": {k: str(v) for k, v in self.totals.items()}, "s": str(self.spend_minor),
+             "f": self.fired, "a": self.applied, "l": self.last_event_ms}
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> SpendRec:
+        d = orjson.loads(raw)
+        return cls(d["c"], d["p"], {k: Decimal(v) for k, v in d["t"].items()},
+                   Decimal(d["s"]), d["f"], d["a"], d["l"])
+
+
+@dataclass(slots=True)
+class DedupRec:
+    """Event ids of one customer and event-time hour, each with the position that first had it."""
+
+    ids: dict[str, int] = field(default_factory=dict)
+
+    def encode(self) -> bytes:
+        return orjson.dumps(self.ids)
+
+    @classmethod
+    def decode(cls, raw: bytes) -> DedupRec:
+        return cls(orjson.loads(raw))
+
+
+@dataclass(slots=True)
+class PartitionRec:
+    """Per-partition progress.
+
+    stream_ms: stream time, the highest event time seen (or tick time minus the idle bound);
+        the watermark is ``stream_ms - grace``.
+    applied: highest source offset fully processed (every record up to it is in the state).
+    open_ws: starts of windows with at least one open (unclosed) window record, sorted.
+    expiries: times at which expiry index entries fall due, sorted.
+    pending: window keys with a correction due, in the order they became due.
+    deleting: expiry times whose deletions follow this record in the changelog; the next
+        batch deletes them again (idempotent) in case a crash cut them off.
+    """
+
+    stream_ms: int = 0
+    applied: int = -1
+    open_ws: list[int] = field(default_factory=list)
+    expiries: list[int] = field(default_factory=list)
+    pending: list[str] = field(default_factory=list)
+    deleting: list[int] = field(default_factory=list)
+
+    def encode(self) -> bytes:
+        return orjson.dumps(
+            {"s": self.stream_ms, "a": self.applied, "o": self.open_ws, "e": self.expiries,
+             "p": self.pending, "d": self.deleting}
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes) -> PartitionRec:
+        d = orjson.loads(raw)
+        return cls(d["s"], d["a"], d["o"], d["e"], d["p"], d["d"])

@@ -1,0 +1,1 @@
+"""The Stripe sink: usage.summaries in, Stripe meter events out."""
