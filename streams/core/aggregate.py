@@ -126,6 +126,7 @@ class BatchResult:
     last_event_ms: int | None = None
     stream_ms: int = 0
     open_windows: int = 0
+    pending_corrections: int = 0
 
 
 TermsLookup = Callable[[str], CustomerTerms | None]
@@ -444,6 +445,7 @@ class _Batch:
             out.writes.append((key, None))
         out.stream_ms = self.part.stream_ms
         out.open_windows = len(self.part.open_ws)
+        out.pending_corrections = len(self.pending)
         return out
 
 

@@ -1,0 +1,109 @@
+"""Topic administration with aiokafka's admin client: ``meterstream topics create``.
+
+Creating is idempotent: a topic that exists is checked, not recreated. A topic with fewer
+partitions than configured is reported (partitions can only grow, and growing a keyed
+topic moves customers between partitions, so it is left to the operator).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from streams.config import KafkaSettings, Settings
+
+__all__ = ["TopicPlan", "create_topics", "kafka_client_options", "topic_plan"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TopicPlan:
+    name: str
+    partitions: int
+    replication_factor: int
+    config: dict[str, str]
+
+
+def kafka_client_options(k: KafkaSettings) -> dict[str, object]:
+    """aiokafka connection options (bootstrap, TLS, SASL) from the settings."""
+    import ssl
+
+    opts: dict[str, object] = {
+        "bootstrap_servers": k.bootstrap_servers,
+        "client_id": k.client_id,
+        "security_protocol": k.security_protocol,
+    }
+    if k.security_protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=str(k.ssl_cafile) if k.ssl_cafile else None)
+        if k.ssl_certfile:
+            password = k.ssl_password.get_secret_value() if k.ssl_password else None
+            context.load_cert_chain(str(k.ssl_certfile), str(k.ssl_keyfile or k.ssl_certfile),
+                                    password=password)
+        opts["ssl_context"] = context
+    if k.security_protocol.startswith("SASL_"):
+        assert k.sasl_password is not None
+        opts["sasl_mechanism"] = k.sasl_mechanism
+        opts["sasl_plain_username"] = k.sasl_username
+        opts["sasl_plain_password"] = k.sasl_password.get_secret_value()
+    return opts
+
+
+def topic_plan(settings: Settings) -> list[TopicPlan]:
+    """Every topic meterstream reads or writes (Faust creates its own changelogs)."""
+    t = settings.topics
+    events = {"retention.ms": str(t.events_retention_ms), "cleanup.policy": "delete",
+              "message.timestamp.type": "CreateTime"}
+    outputs = {"retention.ms": str(t.outputs_retention_ms), "cleanup.policy": "delete"}
+    compacted = {"cleanup.policy": "compact", "min.compaction.lag.ms": "0"}
+    return [
+        TopicPlan(t.events, t.partitions, t.replication_factor, events),
+        TopicPlan(t.events_dlq, t.partitions, t.replication_factor, outputs),
+        TopicPlan(t.summaries, t.partitions, t.replication_factor, outputs),
+        TopicPlan(t.summaries_dlq, t.partitions, t.replication_factor, outputs),
+        TopicPlan(t.alerts, t.partitions, t.replication_factor, outputs),
+        TopicPlan(t.customers, t.partitions, t.replication_factor, compacted),
+    ]
+
+
+async def create_topics(settings: Settings) -> dict[str, str]:
+    """Create missing topics; return ``{topic: "created" | "exists" | problem}``."""
+    plans = topic_plan(settings)
+    admin = AIOKafkaAdminClient(**kafka_client_options(settings.kafka))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [p for p in plans if p.name not in existing]
+        result: dict[str, str] = {p.name: "exists" for p in plans if p.name in existing}
+        if missing:
+            # A concurrent creator (another process) is fine: the topic exists either way.
+            with contextlib.suppress(TopicAlreadyExistsError):
+                await admin.create_topics([
+                    NewTopic(p.name, p.partitions, p.replication_factor, topic_configs=p.config)
+                    for p in missing
+                ])
+            for p in missing:
+                result[p.name] = "created"
+        described = await admin.describe_topics([p.name for p in plans])
+        for plan, desc in zip(plans, _in_order(plans, described), strict=True):
+            parts = desc.get("partitions") if desc else None
+            n = len(parts) if isinstance(parts, list) else 0
+            if n and n < plan.partitions:
+                result[plan.name] = (
+                    f"exists with {n} partitions (configured {plan.partitions}); "
+                    "add partitions deliberately: it moves customers between partitions"
+                )
+        return result
+    finally:
+        await admin.close()
+
+
+def _in_order(
+    plans: list[TopicPlan], described: list[dict[str, object]]
+) -> list[dict[str, object]]:
+    by_name = {str(d.get("topic")): d for d in described}
+    return [by_name.get(p.name, {}) for p in plans]

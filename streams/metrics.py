@@ -1,0 +1,64 @@
+"""Prometheus instruments of the aggregator (the sink has its own in streams.sink.metrics).
+
+Names follow Prometheus conventions: a unit suffix, ``_total`` on counters. No label
+carries a customer id, so cardinality stays bounded by partitions, reasons and meters.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+__all__ = [
+    "ALERTS",
+    "BATCH_DURATION",
+    "CONSUMER_LAG",
+    "DLQ",
+    "EVENTS",
+    "EVENT_TIME_LAG",
+    "OPEN_WINDOWS",
+    "STATE_WRITES",
+    "SUMMARIES",
+    "TICKS",
+    "WATERMARK",
+]
+
+EVENTS = Counter(
+    "meterstream_events_total",
+    "Usage events by outcome (accepted, late, duplicate, replayed, invalid).",
+    ["outcome", "reason"],
+)
+DLQ = Counter(
+    "meterstream_dlq_messages_total",
+    "Messages written to a dead-letter topic.",
+    ["topic", "reason"],
+)
+SUMMARIES = Counter(
+    "meterstream_summaries_total", "Meter summaries emitted, final or correction.", ["kind"]
+)
+ALERTS = Counter("meterstream_alerts_total", "Threshold alerts emitted.", ["threshold_kind"])
+TICKS = Counter("meterstream_ticks_total", "Tick records written to idle partitions.")
+STATE_WRITES = Counter(
+    "meterstream_state_writes_total", "Table writes (each is one changelog message)."
+)
+EVENT_TIME_LAG = Gauge(
+    "meterstream_event_time_lag_seconds",
+    "Wall clock minus the newest event time seen, per partition.",
+    ["partition"],
+)
+WATERMARK = Gauge(
+    "meterstream_watermark_timestamp_seconds", "Watermark per partition (epoch s).", ["partition"]
+)
+OPEN_WINDOWS = Gauge(
+    "meterstream_open_window_starts", "Window starts with open windows, per partition.",
+    ["partition"],
+)
+CONSUMER_LAG = Gauge(
+    "meterstream_consumer_lag_messages",
+    "High watermark minus the next offset to process, per partition.",
+    ["partition"],
+)
+BATCH_DURATION = Histogram(
+    "meterstream_batch_duration_seconds",
+    "Time to aggregate one batch and hand its writes to Kafka.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)

@@ -1,0 +1,218 @@
+"""The batch step of the worker: Faust events in, core call, outputs published, state written.
+
+Order of one partition's batch (why it is safe: docs/exactly-once.md):
+
+1. Convert Faust events to :class:`~streams.core.aggregate.SourceRecord` (tick records are
+   recognised by their header).
+2. Run the pure core against a read view of the partition's table state.
+3. Publish summaries, alerts and dead letters, and wait until Kafka acknowledged every
+   one of them (acks=all). A crash after this point re-publishes the same ids.
+4. Write the state in the order the core returned it (partition record after the updates,
+   deletions last). Each write is one RocksDB put plus one changelog message to the
+   partition of the source records, so the changelog keeps this order.
+5. Faust acks the events when this returns; it commits their offsets only after flushing
+   the producer, so committed offsets never run ahead of the changelog.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from streams import metrics
+from streams.core.aggregate import Aggregator, BatchResult, DeadLetter, SourceRecord
+from streams.core.pricing import CustomerTerms, terms_from_record
+
+__all__ = ["TICK_HEADER", "BatchProcessor", "dead_letter_envelope"]
+
+log = logging.getLogger(__name__)
+
+TICK_HEADER = "meterstream-tick"
+
+
+def dead_letter_envelope(
+    dl: DeadLetter, *, topic: str, partition: int, stage: str, now_ms: int
+) -> dict[str, Any]:
+    """A dead-letter envelope v1 (schemas/dead_letter.v1.json)."""
+    import base64
+
+    return {
+        "schema": "dead_letter.v1",
+        "reason": dl.reason,
+        "detail": dl.detail,
+        "source": {"topic": topic, "partition": partition, "offset": dl.offset,
+                   "key": dl.key, "index": dl.index},
+        "original_b64": base64.b64encode(dl.original).decode(),
+        "failed_at_ms": now_ms,
+        "stage": stage,
+    }
+
+
+def _tick_of(headers: Any) -> int | None:
+    if not headers:
+        return None
+    items = headers.items() if isinstance(headers, dict) else headers
+    for name, value in items:
+        if name == TICK_HEADER:
+            return int(value)
+    return None
+
+
+class _TableView:
+    """Read view of one partition's state; the caller has set Faust's current event."""
+
+    __slots__ = ("_table",)
+
+    def __init__(self, table: Any) -> None:
+        self._table = table
+
+    def get(self, key: str) -> bytes | None:
+        value: bytes | None = self._table.data.get(key.encode())
+        return value
+
+
+class BatchProcessor:
+    """Runs the core for each partition of a batch and applies its results."""
+
+    def __init__(
+        self,
+        *,
+        core: Aggregator,
+        table: Any,
+        customers: Any,
+        topics: Any,
+        events_topic_name: str,
+        set_current_event: Callable[[Any], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.core = core
+        self.table = table
+        self.customers = customers
+        self.topics = topics  # .summaries, .alerts, .dlq: Faust topics
+        self.events_topic_name = events_topic_name
+        self.set_current_event = set_current_event
+        self.clock = clock
+        self.last_record_wall: dict[int, float] = {}
+        self.busy: dict[int, bool] = {}
+        self._terms_cache: dict[bytes, CustomerTerms | None] = {}
+
+    def terms(self, customer: str) -> CustomerTerms | None:
+        raw = self.customers.get(customer.encode()) if self.customers is not None else None
+        if raw is None:
+            return None
+        try:
+            return self._terms_cache[raw]
+        except KeyError:
+            try:
+                record = orjson.loads(raw)
+                terms = terms_from_record(record) if isinstance(record, dict) else None
+            except (orjson.JSONDecodeError, ArithmeticError, ValueError):
+                log.warning("customer record of %r is not valid JSON; using defaults", customer)
+                terms = None
+            if len(self._terms_cache) > 100_000:
+                self._terms_cache.clear()
+            self._terms_cache[raw] = terms
+            return terms
+
+    async def process(self, events: Sequence[Any]) -> None:
+        by_partition: dict[int, list[Any]] = {}
+        for ev in events:
+            by_partition.setdefault(ev.message.partition, []).append(ev)
+        for partition, evs in by_partition.items():
+            await self._process_partition(partition, evs)
+
+    async def _process_partition(self, partition: int, evs: list[Any]) -> None:
+        started = time.perf_counter()
+        now = self.clock()
+        self.last_record_wall[partition] = now
+        records = []
+        for ev in evs:
+            msg = ev.message
+            key = msg.key
+            records.append(SourceRecord(
+                offset=msg.offset,
+                timestamp_ms=round(msg.timestamp * 1000),
+                key=key.decode("utf-8", "replace") if key is not None else None,
+                value=msg.value,
+                tick_ms=_tick_of(msg.headers),
+            ))
+        # Route the table's reads and writes (store and changelog) to this partition.
+        self.set_current_event(evs[-1])
+        result = self.core.process(
+            partition, records, _TableView(self.table), now_ms=int(now * 1000),
+            terms=self.terms,
+        )
+        await self._publish(partition, result, int(now * 1000))
+        self.set_current_event(evs[-1])
+        table = self.table
+        for key, value in result.writes:
+            kb = key.encode()
+            if value is None:
+                with contextlib.suppress(KeyError):
+                    del table[kb]
+            else:
+                table[kb] = value
+        # A partition with open windows or due corrections needs ticks while idle.
+        self.busy[partition] = result.open_windows > 0 or result.pending_corrections > 0
+        self._observe(partition, result, now, time.perf_counter() - started)
+
+    async def _publish(self, partition: int, result: BatchResult, now_ms: int) -> None:
+        pending = []
+        for s in result.summaries:
+            pending.append(await self.topics.summaries.send(
+                key=s["customer"].encode(), value=orjson.dumps(s)))
+        for a in result.alerts:
+            pending.append(await self.topics.alerts.send(
+                key=a["customer"].encode(), value=orjson.dumps(a)))
+        for dl in result.dead_letters:
+            envelope = dead_letter_envelope(
+                dl, topic=self.events_topic_name, partition=partition, stage="aggregator",
+                now_ms=now_ms)
+            pending.append(await self.topics.dlq.send(
+                key=dl.key.encode() if dl.key is not None else None,
+                value=orjson.dumps(envelope),
+                headers=[("reason", dl.reason.encode()),
+                         ("source", f"{self.events_topic_name}/{partition}/{dl.offset}".encode())],
+            ))
+        if pending:
+            await asyncio.gather(*pending)
+
+    def _observe(self, partition: int, result: BatchResult, now: float, took_s: float) -> None:
+        metrics.BATCH_DURATION.observe(took_s)
+        metrics.STATE_WRITES.inc(len(result.writes))
+        for outcome, n in result.outcomes.items():
+            if outcome.startswith("invalid:"):
+                reason = outcome.split(":", 1)[1]
+                metrics.EVENTS.labels("invalid", reason).inc(n)
+                metrics.DLQ.labels("events", reason).inc(n)
+            elif outcome.startswith("summary:"):
+                metrics.SUMMARIES.labels(outcome.split(":", 1)[1]).inc(n)
+            else:
+                metrics.EVENTS.labels(outcome, "").inc(n)
+        for a in result.alerts:
+            threshold = a["threshold"]
+            assert isinstance(threshold, dict)
+            metrics.ALERTS.labels(str(threshold["kind"])).inc()
+        p = str(partition)
+        if result.last_event_ms is not None:
+            metrics.EVENT_TIME_LAG.labels(p).set(max(0.0, now - result.last_event_ms / 1000))
+        if result.stream_ms:
+            metrics.WATERMARK.labels(p).set((result.stream_ms - self.core.config.grace_ms) / 1000)
+        metrics.OPEN_WINDOWS.labels(p).set(result.open_windows)
+
+
+def make_current_event_setter() -> Callable[[Any], None]:
+    """Faust routes table access by the current event; set it for a batch's partition."""
+    from faust.streams import _current_event
+
+    def set_current(event: Any) -> None:
+        _current_event.set(weakref.ref(event))
+
+    return set_current
