@@ -1,0 +1,212 @@
+"""Run the real pipeline in tests and benchmarks: worker processes, producing, reading back.
+
+A :class:`PipelineEnv` owns a unique set of topic names and an app id on a broker, the
+environment that configures ``meterstream`` processes for them, and helpers to produce
+a workload and to read output topics back. Workers run as real subprocesses (so they can
+be killed with SIGKILL).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from streams.config import Settings, load_settings
+
+__all__ = ["PipelineEnv", "WorkerProcess", "read_topic"]
+
+
+@dataclass
+class WorkerProcess:
+    """A ``meterstream worker`` subprocess."""
+
+    proc: subprocess.Popen[bytes]
+    log_path: Path
+    state_dir: Path
+
+    def kill(self) -> None:
+        """SIGKILL: no flush, no commit, no clean-shutdown marker."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=30)
+
+    def stop(self, timeout_s: float = 60.0) -> int:
+        """SIGTERM and wait: a clean stop."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        return self.proc.returncode
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+
+@dataclass
+class PipelineEnv:
+    """Topic names, app id and environment for one isolated pipeline on a broker."""
+
+    bootstrap: str
+    workdir: Path
+    partitions: int = 4
+    window_s: int = 60
+    grace_s: int = 5
+    idle_close_after_s: int = 1
+    extra_env: dict[str, str] = field(default_factory=dict)
+    prefix: str = field(default_factory=lambda: f"t{uuid.uuid4().hex[:8]}")
+    workers: list[WorkerProcess] = field(default_factory=list)
+
+    @property
+    def env(self) -> dict[str, str]:
+        p = self.prefix
+        env = {
+            "METERSTREAM_KAFKA__BOOTSTRAP_SERVERS": self.bootstrap,
+            "METERSTREAM_TOPICS__PARTITIONS": str(self.partitions),
+            "METERSTREAM_TOPICS__EVENTS": f"{p}.usage.events",
+            "METERSTREAM_TOPICS__EVENTS_DLQ": f"{p}.usage.events.dlq",
+            "METERSTREAM_TOPICS__SUMMARIES": f"{p}.usage.summaries",
+            "METERSTREAM_TOPICS__SUMMARIES_DLQ": f"{p}.usage.summaries.dlq",
+            "METERSTREAM_TOPICS__ALERTS": f"{p}.usage.alerts",
+            "METERSTREAM_TOPICS__CUSTOMERS": f"{p}.usage.customers",
+            "METERSTREAM_WORKER__APP_ID": f"{p}-ms",
+            "METERSTREAM_AGGREGATOR__WINDOW_S": str(self.window_s),
+            "METERSTREAM_AGGREGATOR__GRACE_S": str(self.grace_s),
+            "METERSTREAM_AGGREGATOR__IDLE_CLOSE_AFTER_S": str(self.idle_close_after_s),
+            "METERSTREAM_WORKER__STANDBY_REPLICAS": "0",
+        }
+        env.update(self.extra_env)
+        return env
+
+    def settings(self, **overrides: Any) -> Settings:
+        saved = {k: os.environ.get(k) for k in self.env}
+        os.environ.update(self.env)
+        try:
+            return load_settings(**overrides)
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+    async def create_topics(self) -> None:
+        from streams.adapters.kafka_admin import create_topics
+
+        await create_topics(self.settings())
+
+    def start_worker(self, name: str = "w1", web_port: int = 0) -> WorkerProcess:
+        state_dir = self.workdir / f"state-{name}"
+        log_path = self.workdir / f"worker-{name}.log"
+        env = {**os.environ, **self.env,
+               "METERSTREAM_WORKER__STATE_DIR": str(state_dir),
+               "METERSTREAM_WORKER__WEB_PORT": str(web_port or _free_port())}
+        log = log_path.open("ab")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streams", "worker"],
+            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+        )
+        log.close()
+        wp = WorkerProcess(proc, log_path, state_dir)
+        self.workers.append(wp)
+        return wp
+
+    def stop_all(self) -> None:
+        for w in self.workers:
+            w.stop(timeout_s=30)
+
+    async def produce(self, records: Iterable[tuple[bytes, bytes]], topic: str | None = None,
+                      *, linger_ms: int = 20) -> int:
+        """Produce (key, value) records, idempotently, and wait for every ack."""
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all",
+            linger_ms=linger_ms, max_batch_size=256 * 1024, compression_type="lz4",
+        )
+        await producer.start()
+        n = 0
+        try:
+            pending = []
+            for key, value in records:
+                pending.append(await producer.send(topic or self.settings().topics.events,
+                                                   key=key, value=value))
+                n += 1
+                if len(pending) >= 5000:
+                    await asyncio.gather(*pending)
+                    pending.clear()
+            await asyncio.gather(*pending)
+        finally:
+            await producer.stop()
+        return n
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def read_topic(
+    bootstrap: str,
+    topic: str,
+    *,
+    until: Callable[[list[dict[str, Any]]], bool] | None = None,
+    quiet_s: float = 3.0,
+    timeout_s: float = 300.0,
+) -> list[dict[str, Any]]:
+    """Read a JSON topic from the beginning.
+
+    Returns when ``until(messages)`` holds and nothing new arrived for ``quiet_s``, or
+    (without ``until``) when the topic was quiet for ``quiet_s``. Raises TimeoutError
+    after ``timeout_s``. Each message dict gets ``_partition`` and ``_offset``.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+        group_id=None,
+    )
+    await consumer.start()
+    out: list[dict[str, Any]] = []
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        deadline = time.monotonic() + 30
+        while not parts and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            await consumer._client.force_metadata_update()
+            parts = consumer.partitions_for_topic(topic) or set()
+        consumer.assign([TopicPartition(topic, p) for p in parts])
+        await consumer.seek_to_beginning()
+        deadline = time.monotonic() + timeout_s
+        last_new = time.monotonic()
+        while True:
+            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
+            for tp, msgs in batch.items():
+                for m in msgs:
+                    doc = orjson.loads(m.value) if m.value else {}
+                    doc["_partition"] = tp.partition
+                    doc["_offset"] = m.offset
+                    out.append(doc)
+                    last_new = time.monotonic()
+            done = until(out) if until is not None else True
+            if done and time.monotonic() - last_new >= quiet_s:
+                return out
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{topic}: condition not met after {timeout_s}s "
+                                   f"({len(out)} messages read)")
+    finally:
+        await consumer.stop()
