@@ -1,0 +1,1 @@
+"""Pure domain of meterstream: exact money, the event contract, windows and aggregation."""

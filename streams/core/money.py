@@ -1,0 +1,91 @@
+"""Exact decimal arithmetic and the plain-notation wire form of decimals.
+
+Every amount in meterstream (event values, prices, totals, spend) is a
+:class:`decimal.Decimal` computed in :data:`EXACT`: precision 200 digits, and every
+condition that would lose information (Inexact, Rounded, InvalidOperation, Overflow,
+DivisionByZero) raises instead of rounding. Floats never enter.
+
+On the wire a decimal is a string in plain notation: ASCII digits, an optional fraction,
+no exponent, no sign for values >= 0 (``"12.5"``, ``"0.0042"``, ``"100"``).
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import (
+    Context,
+    Decimal,
+    DivisionByZero,
+    Inexact,
+    InvalidOperation,
+    Overflow,
+    Rounded,
+)
+
+__all__ = ["EXACT", "format_decimal", "parse_decimal", "significant_digits"]
+
+EXACT = Context(
+    prec=200,
+    traps=[Inexact, Rounded, InvalidOperation, Overflow, DivisionByZero],
+)
+"""The one arithmetic context: a result that is not exact raises, it never rounds."""
+
+_PLAIN = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?", re.ASCII)
+
+
+def parse_decimal(text: str) -> Decimal:
+    """Parse a decimal in plain notation exactly.
+
+    Accepted: an optional ``-``, an integer part without leading zeros (``0`` alone is
+    fine), an optional ``.`` followed by at least one digit; ASCII digits only. Rejected
+    with :class:`ValueError`: exponents, ``+``, whitespace, ``NaN``/``Infinity``,
+    ``".5"``, ``"5."``, ``"007"``. The result keeps every digit written (``"1.50"`` gives
+    ``Decimal("1.50")``); no precision is involved in parsing.
+    """
+    if type(text) is not str or _PLAIN.fullmatch(text) is None:
+        shown = repr(text) if len(repr(text)) <= 40 else repr(text)[:40] + "..."
+        raise ValueError(f"not a plain-notation decimal: {shown}")
+    return Decimal(text)
+
+
+def format_decimal(d: Decimal) -> str:
+    """The canonical wire form of a finite decimal: plain notation, normalized.
+
+    No exponent, no trailing zeros after the point, no point when the value is whole,
+    ``"0"`` for any zero (also ``-0``), ``-`` only for values < 0. Exact for any finite
+    Decimal: ``Decimal("1E+3")`` gives ``"1000"``, ``Decimal("1.500")`` gives ``"1.5"``.
+    Raises :class:`ValueError` for NaN and infinities.
+    """
+    if not d.is_finite():
+        raise ValueError(f"cannot format a non-finite decimal: {d}")
+    if not d:
+        return "0"
+    text = format(d, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text
+
+
+def significant_digits(d: Decimal) -> int:
+    """Significant digits of a finite decimal in its plain-notation reading.
+
+    The count of digits in :func:`format_decimal` of ``abs(d)``, not counting leading
+    zeros: for ``|d| >= 1`` every digit of the integer part (trailing zeros included) plus
+    the fraction digits up to the last non-zero one; for ``0 < |d| < 1`` the digits from
+    the first to the last non-zero fraction digit; ``1`` for zero. So ``"12.50"`` -> 3,
+    ``"100"`` -> 3, ``"0.00012"`` -> 2, ``"1E+18"`` -> 19. A value with at most 15 such
+    digits is below 10**15 and is what Stripe accepts. Raises :class:`ValueError` for NaN
+    and infinities.
+    """
+    if not d.is_finite():
+        raise ValueError(f"not a finite decimal: {d}")
+    if not d:
+        return 1
+    _, digits, exponent = d.as_tuple()
+    # Strip trailing zeros of the coefficient into the exponent (normalize() could round).
+    n = len(digits)
+    while digits[n - 1] == 0:
+        n -= 1
+    exponent_int = int(exponent) + (len(digits) - n)
+    # A non-negative exponent means trailing zeros of the integer part: they count.
+    return n + exponent_int if exponent_int > 0 else n
