@@ -8,9 +8,10 @@ success).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Protocol, Sequence
+from typing import Protocol
 
 __all__ = ["MeterEvent", "MeterEventClient"]
 
