@@ -43,7 +43,7 @@ def _cmd_topics_create(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_sink(settings: Settings, args: argparse.Namespace) -> int:
     from streams.sink.run import run_sink
 
-    asyncio.run(run_sink(settings))
+    asyncio.run(run_sink(settings, metrics_port=args.metrics_port or None))
     return 0
 
 
@@ -92,7 +92,9 @@ def _parser() -> argparse.ArgumentParser:
     topics_sub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
     add("create", "Create every topic with its partitions, retention and compaction "
         "(idempotent).", _cmd_topics_create, topics_sub)
-    add("sink", "Push meter summaries to Stripe (v1, v2 stream or dry-run).", _cmd_sink)
+    sink = add("sink", "Push meter summaries to Stripe (v1, v2 stream or dry-run).", _cmd_sink)
+    sink.add_argument("--metrics-port", type=int, default=6067,
+                      help="serve Prometheus /metrics on this port (0: off; default 6067)")
     rec = add("reconcile", "Compare our period totals with Stripe's; exit 1 on any difference.",
               _cmd_reconcile)
     rec.add_argument("--period", required=True, help="billing period, YYYY-MM")

@@ -1,0 +1,182 @@
+"""Customer -> Stripe customer id, from the compacted customers topic, and the summaries
+that wait for a mapping.
+
+A summary whose customer has no ``stripe_customer_id`` yet is *held*: kept in memory,
+never dropped and never committed past (its offset stays open, see offsets.py), and
+released to the dispatcher when the mapping arrives or on the periodic re-check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator
+from typing import Generic, TypeVar
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from streams.config import KafkaSettings
+from streams.sink.kafka_io import client_kwargs, partitions_of
+
+__all__ = ["CustomerDirectory", "CustomersReader", "HeldSummaries", "parse_customer_record"]
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+def parse_customer_record(key: bytes | None, value: bytes | None) -> tuple[str, str | None] | None:
+    """(customer, stripe customer id or None) of a customers-topic record; None if unusable.
+
+    A tombstone (null value) unmaps the customer. A record without ``stripe_customer_id``
+    maps to None as well: that customer is not billed through Stripe (yet).
+    """
+    if value is None:
+        if key is None:
+            return None
+        return key.decode("utf-8", "replace"), None
+    try:
+        obj = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(obj, dict) or obj.get("schema") != "customer.v1":
+        return None
+    customer = obj.get("customer")
+    if not isinstance(customer, str) or not customer:
+        return None
+    stripe_id = obj.get("stripe_customer_id")
+    if not isinstance(stripe_id, str) or not stripe_id:
+        stripe_id = None
+    return customer, stripe_id
+
+
+class CustomerDirectory:
+    """The current mapping; ``on_mapped(customer)`` fires when a customer gains an id."""
+
+    def __init__(self, on_mapped: Callable[[str], None] | None = None) -> None:
+        self._ids: dict[str, str] = {}
+        self.on_mapped = on_mapped
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def get(self, customer: str) -> str | None:
+        return self._ids.get(customer)
+
+    def customers(self) -> list[str]:
+        """Customers that have a Stripe id."""
+        return list(self._ids)
+
+    def apply(self, customer: str, stripe_customer_id: str | None) -> None:
+        if stripe_customer_id is None:
+            self._ids.pop(customer, None)
+            return
+        newly = customer not in self._ids
+        self._ids[customer] = stripe_customer_id
+        if newly and self.on_mapped is not None:
+            self.on_mapped(customer)
+
+
+class HeldSummaries(Generic[T]):
+    """Items waiting for their customer's mapping, per customer in arrival order."""
+
+    def __init__(self) -> None:
+        self._by_customer: dict[str, list[T]] = {}
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def customers(self) -> list[str]:
+        return list(self._by_customer)
+
+    def hold(self, customer: str, item: T) -> None:
+        self._by_customer.setdefault(customer, []).append(item)
+        self._count += 1
+
+    def has(self, customer: str) -> bool:
+        return customer in self._by_customer
+
+    def release(self, customer: str) -> list[T]:
+        items = self._by_customer.pop(customer, [])
+        self._count -= len(items)
+        return items
+
+    def drop(self, keep: Callable[[T], bool]) -> int:
+        """Forget items for which ``keep`` is False (partition revoked); returns how many."""
+        dropped = 0
+        for customer in list(self._by_customer):
+            items = self._by_customer[customer]
+            kept = [i for i in items if keep(i)]
+            dropped += len(items) - len(kept)
+            if kept:
+                self._by_customer[customer] = kept
+            else:
+                del self._by_customer[customer]
+        self._count -= dropped
+        return dropped
+
+    def __iter__(self) -> Iterator[T]:
+        for items in self._by_customer.values():
+            yield from items
+
+
+class CustomersReader:
+    """Follows the customers topic from its beginning into a :class:`CustomerDirectory`.
+
+    Every partition is assigned (no consumer group: each sink needs the whole mapping).
+    :attr:`ready` is set once the offsets that were the end at start have been read, so
+    the sink does not hold summaries of customers whose mapping is simply not loaded yet.
+    """
+
+    def __init__(
+        self, kafka: KafkaSettings, topic: str, directory: CustomerDirectory, *, client_id: str
+    ) -> None:
+        self.topic = topic
+        self.directory = directory
+        self.ready = asyncio.Event()
+        self._consumer = AIOKafkaConsumer(
+            **client_kwargs(kafka),
+            client_id=client_id,
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            auto_offset_reset="earliest",
+        )
+
+    async def run(self) -> None:
+        """Read forever (until cancelled); the consumer is closed on the way out."""
+        consumer = self._consumer
+        await consumer.start()
+        try:
+            tps = await partitions_of(consumer, self.topic)
+            if not tps:
+                log.warning("customers topic %s has no partitions; no customer is mapped",
+                            self.topic)
+                self.ready.set()
+                return
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+            behind = {tp for tp in tps if ends[tp] > 0}
+            if not behind:
+                self.ready.set()
+            while True:
+                batch = await consumer.getmany(timeout_ms=500, max_records=5000)
+                for records in batch.values():
+                    for record in records:
+                        parsed = parse_customer_record(record.key, record.value)
+                        if parsed is None:
+                            log.warning("unusable customer record partition=%d offset=%d",
+                                        record.partition, record.offset)
+                            continue
+                        self.directory.apply(*parsed)
+                if behind:
+                    for tp in list(behind):
+                        if await consumer.position(tp) >= ends[tp]:
+                            behind.discard(tp)
+                    if not behind:
+                        log.info("customers loaded: %d mapped", len(self.directory))
+                        self.ready.set()
+        finally:
+            await consumer.stop()

@@ -1,0 +1,161 @@
+"""The sink's Kafka plumbing: client options, reading a topic to its end, the DLQ writer."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.helpers import create_ssl_context
+
+from streams.config import KafkaSettings
+
+__all__ = [
+    "DeadLetterWriter",
+    "Source",
+    "client_kwargs",
+    "dead_letter_envelope",
+    "partitions_of",
+    "read_to_end",
+]
+
+log = logging.getLogger(__name__)
+
+
+def client_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
+    """aiokafka connection options (bootstrap, security) from the settings."""
+    kwargs: dict[str, Any] = {
+        "bootstrap_servers": kafka.bootstrap_servers,
+        "security_protocol": kafka.security_protocol,
+    }
+    if kafka.sasl_mechanism is not None:
+        kwargs["sasl_mechanism"] = kafka.sasl_mechanism
+        kwargs["sasl_plain_username"] = kafka.sasl_username
+        if kafka.sasl_password is not None:
+            kwargs["sasl_plain_password"] = kafka.sasl_password.get_secret_value()
+    if kafka.security_protocol in ("SSL", "SASL_SSL"):
+        kwargs["ssl_context"] = create_ssl_context(
+            cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None,
+            certfile=str(kafka.ssl_certfile) if kafka.ssl_certfile else None,
+            keyfile=str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None,
+            password=kafka.ssl_password.get_secret_value() if kafka.ssl_password else None,
+        )
+    return kwargs
+
+
+@dataclass(frozen=True, slots=True)
+class Source:
+    """Where a record came from."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+
+
+def dead_letter_envelope(
+    source: Source, original: bytes, reason: str, detail: str, *, now_ms: int | None = None
+) -> bytes:
+    """A dead-letter envelope v1 (stage ``sink``) as JSON bytes."""
+    return orjson.dumps(
+        {
+            "schema": "dead_letter.v1",
+            "reason": reason,
+            "detail": detail[:500],
+            "source": {
+                "topic": source.topic,
+                "partition": source.partition,
+                "offset": source.offset,
+                "key": source.key,
+                "index": None,
+            },
+            "original_b64": base64.b64encode(original).decode("ascii"),
+            "failed_at_ms": now_ms if now_ms is not None else int(time.time() * 1000),
+            "stage": "sink",
+        }
+    )
+
+
+class DeadLetterWriter:
+    """Writes envelopes to the summaries DLQ; :meth:`write` returns once Kafka acked."""
+
+    def __init__(self, kafka: KafkaSettings, topic: str) -> None:
+        self.topic = topic
+        self._producer = AIOKafkaProducer(
+            **client_kwargs(kafka),
+            client_id=f"{kafka.client_id}-sink-dlq",
+            acks="all",
+            enable_idempotence=True,
+        )
+
+    async def start(self) -> None:
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        await self._producer.stop()
+
+    async def write(self, source: Source, original: bytes, reason: str, detail: str) -> None:
+        value = dead_letter_envelope(source, original, reason, detail)
+        headers = [("reason", reason.encode()), ("source", source.topic.encode())]
+        key = source.key.encode() if source.key is not None else None
+        await self._producer.send_and_wait(self.topic, value, key=key, headers=headers)
+
+
+async def partitions_of(consumer: Any, topic: str, *, timeout_s: float = 30.0
+                        ) -> list[TopicPartition]:
+    """The partitions of ``topic`` for a group-less consumer ([] if it does not exist)."""
+    deadline = time.monotonic() + timeout_s
+    parts = consumer.partitions_for_topic(topic)
+    while not parts and time.monotonic() < deadline:
+        # aiokafka loads metadata only for topics its client tracks, and a group-less
+        # consumer tracks none until assigned: add the topic and wait for a refresh.
+        await consumer._client.add_topic(topic)
+        await consumer._client.force_metadata_update()
+        parts = consumer.partitions_for_topic(topic)
+        if not parts:
+            await asyncio.sleep(0.2)
+    return [TopicPartition(topic, p) for p in sorted(parts or ())]
+
+
+async def read_to_end(
+    kafka: KafkaSettings, topic: str, *, client_id: str
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Every committed record of ``topic`` from the beginning to the end offsets taken at
+    start; a fresh group-less consumer, so nothing is committed anywhere."""
+    consumer = AIOKafkaConsumer(
+        **client_kwargs(kafka),
+        client_id=client_id,
+        group_id=None,
+        enable_auto_commit=False,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        tps = await partitions_of(consumer, topic)
+        if not tps:
+            return
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends: dict[TopicPartition, int] = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        for tp in remaining:
+            await consumer.position(tp)
+        while remaining:
+            batch = await consumer.getmany(*remaining, timeout_ms=500, max_records=10_000)
+            for tp, records in batch.items():
+                for record in records:
+                    if record.offset < ends[tp]:
+                        yield record
+            for tp in list(remaining):
+                # Transaction markers have offsets but no record: compare positions.
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
