@@ -11,6 +11,7 @@ from prometheus_client import Counter, Gauge, Histogram
 __all__ = [
     "ALERTS",
     "BATCH_DURATION",
+    "BATCH_EVENTS",
     "CONSUMER_LAG",
     "DLQ",
     "EVENTS",
@@ -61,4 +62,9 @@ BATCH_DURATION = Histogram(
     "meterstream_batch_duration_seconds",
     "Time to aggregate one batch and hand its writes to Kafka.",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+BATCH_EVENTS = Histogram(
+    "meterstream_batch_events",
+    "Records per batch taken from the stream.",
+    buckets=(1, 10, 50, 100, 500, 1000, 2000, 5000, 10000),
 )

@@ -318,7 +318,7 @@ class _Batch:
         expiry = hour + HOUR_MS + self.cfg.dedup_horizon_ms
         if expiry <= self.watermark:
             return True  # beyond the dedup horizon: its marks are gone, as Stripe's would be
-        dkey = dedup_key(ev.customer, hour)
+        dkey = dedup_key(ev.customer, hour, ev.id)
         d: DedupRec | None = self._load(dkey, DedupRec.decode)
         if d is None:
             d = DedupRec()

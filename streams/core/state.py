@@ -10,7 +10,7 @@ character is safe):
                             record of a batch; only expiry deletions follow it.
 ``W|{cust}|{meter}|{ws}``   WindowRec: one (customer, meter, window) total
 ``S|{cust}|{period}``       SpendRec: one customer's period totals, spend, fired alerts
-``D|{cust}|{hour}``         DedupRec: event ids seen in one event-time hour -> position
+``D|{cust}|{hour}|{s}``     DedupRec: event ids seen in one event-time hour -> position
 ``I|{p}|{ws}|{shard}``      window index: the (customer, meter) pairs of window ``ws``
 ``X|{p}|{t}|{shard}``       expiry index: keys to delete once stream time passes ``t``
 ==========================  ==============================================================
@@ -64,8 +64,14 @@ def spend_key(customer: str, period: str) -> str:
     return f"S|{_c(customer)}|{period}"
 
 
-def dedup_key(customer: str, hour_ms: int) -> str:
-    return f"D|{_c(customer)}|{hour_ms}"
+DEDUP_SHARDS = 16
+
+
+def dedup_key(customer: str, hour_ms: int, event_id: str) -> str:
+    """One customer-hour's marks are spread over DEDUP_SHARDS keys, so a busy customer's
+    bucket is rewritten in small pieces rather than whole on every batch."""
+    shard = zlib.crc32(event_id.encode()) % DEDUP_SHARDS
+    return f"D|{_c(customer)}|{hour_ms}|{shard}"
 
 
 def index_key(p: int, ws: int, shard: int) -> str:

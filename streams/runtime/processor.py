@@ -5,11 +5,12 @@ Order of one partition's batch (why it is safe: docs/exactly-once.md):
 1. Convert Faust events to :class:`~streams.core.aggregate.SourceRecord` (tick records are
    recognised by their header).
 2. Run the pure core against a read view of the partition's table state.
-3. Publish summaries, alerts and dead letters, and wait until Kafka acknowledged every
-   one of them (acks=all). A crash after this point re-publishes the same ids.
-4. Write the state in the order the core returned it (partition record after the updates,
-   deletions last). Each write is one RocksDB put plus one changelog message to the
-   partition of the source records, so the changelog keeps this order.
+3. Publish summaries, alerts and dead letters of every partition in the batch, and
+   wait until Kafka acknowledged every one of them (acks=all). A crash after this
+   point re-publishes the same ids.
+4. Write each partition's state in the order the core returned it (partition record
+   after the updates, deletions last). Each write is one RocksDB put plus one changelog
+   message to the partition of the source records, so the changelog keeps this order.
 5. Faust acks the events when this returns; it commits their offsets only after flushing
    the producer, so committed offsets never run ahead of the changelog.
 """
@@ -63,6 +64,17 @@ def _tick_of(headers: Any) -> int | None:
         if name == TICK_HEADER:
             return int(value)
     return None
+
+
+def _source_record(msg: Any) -> SourceRecord:
+    key = msg.key
+    return SourceRecord(
+        offset=msg.offset,
+        timestamp_ms=round(msg.timestamp * 1000),
+        key=key.decode("utf-8", "replace") if key is not None else None,
+        value=msg.value,
+        tick_ms=_tick_of(msg.headers),
+    )
 
 
 class _TableView:
@@ -122,48 +134,49 @@ class BatchProcessor:
             return terms
 
     async def process(self, events: Sequence[Any]) -> None:
+        """Process one batch: core per partition, publish everything, then write state.
+
+        The outputs of every partition are published first and awaited together (one ack
+        wait per batch, not per partition); only then is any state written.
+        """
+        started = time.perf_counter()
+        now = self.clock()
+        now_ms = int(now * 1000)
         by_partition: dict[int, list[Any]] = {}
         for ev in events:
             by_partition.setdefault(ev.message.partition, []).append(ev)
+        results: list[tuple[int, Any, BatchResult]] = []
+        pending: list[Any] = []
         for partition, evs in by_partition.items():
-            await self._process_partition(partition, evs)
-
-    async def _process_partition(self, partition: int, evs: list[Any]) -> None:
-        started = time.perf_counter()
-        now = self.clock()
-        self.last_record_wall[partition] = now
-        records = []
-        for ev in evs:
-            msg = ev.message
-            key = msg.key
-            records.append(SourceRecord(
-                offset=msg.offset,
-                timestamp_ms=round(msg.timestamp * 1000),
-                key=key.decode("utf-8", "replace") if key is not None else None,
-                value=msg.value,
-                tick_ms=_tick_of(msg.headers),
-            ))
-        # Route the table's reads and writes (store and changelog) to this partition.
-        self.set_current_event(evs[-1])
-        result = self.core.process(
-            partition, records, _TableView(self.table), now_ms=int(now * 1000),
-            terms=self.terms,
-        )
-        await self._publish(partition, result, int(now * 1000))
-        self.set_current_event(evs[-1])
+            self.last_record_wall[partition] = now
+            records = [_source_record(ev.message) for ev in evs]
+            # Route the table's reads and writes (store and changelog) to this partition.
+            self.set_current_event(evs[-1])
+            result = self.core.process(
+                partition, records, _TableView(self.table), now_ms=now_ms, terms=self.terms,
+            )
+            pending += await self._publish(partition, result, now_ms)
+            results.append((partition, evs[-1], result))
+        if pending:
+            await asyncio.gather(*pending)
         table = self.table
-        for key, value in result.writes:
-            kb = key.encode()
-            if value is None:
-                with contextlib.suppress(KeyError):
-                    del table[kb]
-            else:
-                table[kb] = value
-        # A partition with open windows or due corrections needs ticks while idle.
-        self.busy[partition] = result.open_windows > 0 or result.pending_corrections > 0
-        self._observe(partition, result, now, time.perf_counter() - started)
+        for partition, last_event, result in results:
+            self.set_current_event(last_event)
+            for key, value in result.writes:
+                kb = key.encode()
+                if value is None:
+                    with contextlib.suppress(KeyError):
+                        del table[kb]
+                else:
+                    table[kb] = value
+            # A partition with open windows or due corrections needs ticks while idle.
+            self.busy[partition] = result.open_windows > 0 or result.pending_corrections > 0
+            self._observe(partition, result, now)
+        metrics.BATCH_DURATION.observe(time.perf_counter() - started)
+        metrics.BATCH_EVENTS.observe(len(events))
 
-    async def _publish(self, partition: int, result: BatchResult, now_ms: int) -> None:
+    async def _publish(self, partition: int, result: BatchResult, now_ms: int) -> list[Any]:
+        """Hand the outputs to the producer; return the futures of their acks."""
         pending = []
         for s in result.summaries:
             pending.append(await self.topics.summaries.send(
@@ -181,11 +194,9 @@ class BatchProcessor:
                 headers=[("reason", dl.reason.encode()),
                          ("source", f"{self.events_topic_name}/{partition}/{dl.offset}".encode())],
             ))
-        if pending:
-            await asyncio.gather(*pending)
+        return pending
 
-    def _observe(self, partition: int, result: BatchResult, now: float, took_s: float) -> None:
-        metrics.BATCH_DURATION.observe(took_s)
+    def _observe(self, partition: int, result: BatchResult, now: float) -> None:
         metrics.STATE_WRITES.inc(len(result.writes))
         for outcome, n in result.outcomes.items():
             if outcome.startswith("invalid:"):

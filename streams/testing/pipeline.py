@@ -137,12 +137,12 @@ class PipelineEnv:
             linger_ms=linger_ms, max_batch_size=256 * 1024, compression_type="lz4",
         )
         await producer.start()
+        topic = topic or self.settings().topics.events
         n = 0
         try:
             pending = []
             for key, value in records:
-                pending.append(await producer.send(topic or self.settings().topics.events,
-                                                   key=key, value=value))
+                pending.append(await producer.send(topic, key=key, value=value))
                 n += 1
                 if len(pending) >= 5000:
                     await asyncio.gather(*pending)
