@@ -1,0 +1,32 @@
+# meterstream: `make demo` runs the whole pipeline locally; `make test` runs every test.
+SHELL := /bin/bash
+PY := .venv/bin/python
+export STRIPE_MOCK_BIN := $(CURDIR)/.cache/bin/stripe-mock
+PYTEST := $(PY) -m pytest -p no:cacheprovider
+
+.PHONY: bootstrap test test-unit test-integration chaos lint typecheck clean
+
+bootstrap:  ## install everything (idempotent)
+	@scripts/bootstrap.sh
+
+test: bootstrap lint typecheck  ## the full suite: unit tier, then integration tier (real Kafka)
+	$(PYTEST) -q -m "not integration" tests
+	$(PYTEST) -q -m "integration and not chaos" tests
+
+test-unit: bootstrap  ## fast tier: no broker
+	$(PYTEST) -q -m "not integration" tests
+
+test-integration: bootstrap  ## needs a broker: started from the project's jars unless KAFKA_BOOTSTRAP_SERVERS is set
+	$(PYTEST) -q -m "integration and not chaos" tests
+
+chaos: bootstrap  ## every fault scenario (long)
+	$(PYTEST) -q -m chaos tests
+
+lint: bootstrap
+	.venv/bin/ruff check .
+
+typecheck: bootstrap
+	.venv/bin/mypy
+
+clean:
+	rm -rf .venv .cache deploy/kafka-local/lib deploy/kafka-local/run .mypy_cache .ruff_cache

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Install everything meterstream needs on a fresh machine, idempotently:
+#   Java 17 + Maven (for the Kafka broker jars), Go (for stripe-mock), a virtualenv with
+#   the package and its dev extras, the Kafka jars from Maven Central, stripe-mock,
+#   and Debian's prometheus (for the scrape test).
+# Re-running it is cheap: every step checks before it installs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+PY=${PYTHON:-python3}
+EXTRAS=${METERSTREAM_EXTRAS:-dev}
+
+say() { printf '\033[1m[bootstrap]\033[0m %s\n' "$*"; }
+have() { command -v "$1" >/dev/null 2>&1; }
+
+apt_install() {
+  if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  say "apt-get install $*"
+  $SUDO apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+missing=()
+have java || missing+=(openjdk-17-jre-headless)
+have mvn || missing+=(maven)
+have go || missing+=(golang-go)
+have promtool || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ]; then apt_install "${missing[@]}"; fi
+
+if [ ! -x .venv/bin/python ]; then
+  say "creating .venv"
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.meterstream-installed
+want="$(sha256sum pyproject.toml | cut -c1-16)-$EXTRAS"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  say "installing the package with extras [$EXTRAS]"
+  .venv/bin/pip install -q -U pip
+  .venv/bin/pip install -q -e ".[$EXTRAS]"
+  echo "$want" > "$stamp"
+fi
+
+say "Kafka broker jars"
+deploy/kafka-local/kafka-local fetch
+
+STRIPE_MOCK_VERSION=v0.203.0
+bin="$ROOT/.cache/bin"
+if [ ! -x "$bin/stripe-mock" ]; then
+  say "stripe-mock $STRIPE_MOCK_VERSION (go install)"
+  mkdir -p "$bin"
+  GOBIN="$bin" go install "github.com/stripe/stripe-mock@$STRIPE_MOCK_VERSION"
+fi
+say "ready"
