@@ -6,6 +6,7 @@
     ├── ConfigError               bad configuration, raised at start (lists every bad field)
     ├── EventValidationError      (also ValueError) an event the producer SDK refuses to send
     ├── ProducerError             the producer SDK could neither send nor spool
+    ├── ImportSourceError         an import source cannot be listed or read (a file, S3)
     └── SinkError                 pushing a summary to Stripe failed
         ├── RetryableSinkError    429, 5xx, timeouts, dropped connections: try again later
         └── PermanentSinkError    any other 4xx: the summary goes to the summaries DLQ
@@ -20,6 +21,7 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "EventValidationError",
+    "ImportSourceError",
     "MeterstreamError",
     "PermanentSinkError",
     "ProducerError",
@@ -52,6 +54,10 @@ class EventValidationError(MeterstreamError, ValueError):
 
 class ProducerError(MeterstreamError):
     """The producer SDK could not hand events to Kafka or to its spool."""
+
+
+class ImportSourceError(MeterstreamError):
+    """``meterstream import`` cannot list or read its source (a local path or S3)."""
 
 
 class SinkError(MeterstreamError):
