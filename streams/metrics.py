@@ -17,6 +17,7 @@ __all__ = [
     "EVENTS",
     "EVENT_TIME_LAG",
     "OPEN_WINDOWS",
+    "ROCKSDB_SIZE",
     "STATE_WRITES",
     "SUMMARIES",
     "TICKS",
@@ -57,6 +58,10 @@ CONSUMER_LAG = Gauge(
     "meterstream_consumer_lag_messages",
     "High watermark minus the next offset to process, per partition.",
     ["partition"],
+)
+ROCKSDB_SIZE = Gauge(
+    "meterstream_rocksdb_size_bytes",
+    "Bytes on disk under this worker's state directory (RocksDB stores), sampled every 15 s.",
 )
 BATCH_DURATION = Histogram(
     "meterstream_batch_duration_seconds",

@@ -103,6 +103,7 @@ class BatchProcessor:
         events_topic_name: str,
         set_current_event: Callable[[Any], None],
         clock: Callable[[], float] = time.time,
+        highwater: Callable[[Any], int | None] | None = None,
     ) -> None:
         self.core = core
         self.table = table
@@ -111,6 +112,8 @@ class BatchProcessor:
         self.events_topic_name = events_topic_name
         self.set_current_event = set_current_event
         self.clock = clock
+        # The consumer's high watermark of a Faust TP (next offset to be written), or None.
+        self.highwater = highwater
         self.last_record_wall: dict[int, float] = {}
         self.busy: dict[int, bool] = {}
         self._terms_cache: dict[bytes, CustomerTerms | None] = {}
@@ -172,6 +175,7 @@ class BatchProcessor:
             # A partition with open windows or due corrections needs ticks while idle.
             self.busy[partition] = result.open_windows > 0 or result.pending_corrections > 0
             self._observe(partition, result, now)
+            self._observe_lag(partition, last_event)
         metrics.BATCH_DURATION.observe(time.perf_counter() - started)
         metrics.BATCH_EVENTS.observe(len(events))
 
@@ -217,6 +221,18 @@ class BatchProcessor:
         if result.stream_ms:
             metrics.WATERMARK.labels(p).set((result.stream_ms - self.core.config.grace_ms) / 1000)
         metrics.OPEN_WINDOWS.labels(p).set(result.open_windows)
+
+    def _observe_lag(self, partition: int, last_event: Any) -> None:
+        """Consumer lag: high watermark minus the next offset this worker will process."""
+        if self.highwater is None:
+            return
+        try:
+            high = self.highwater(last_event.message.tp)
+        except Exception:  # not assigned any more (rebalance) or the consumer is stopping
+            return
+        if high is not None:
+            lag = max(0, high - (last_event.message.offset + 1))
+            metrics.CONSUMER_LAG.labels(str(partition)).set(lag)
 
 
 def make_current_event_setter() -> Callable[[Any], None]:
