@@ -4,10 +4,13 @@ PY := .venv/bin/python
 export STRIPE_MOCK_BIN := $(CURDIR)/.cache/bin/stripe-mock
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: bootstrap test test-unit test-integration chaos lint typecheck clean
+.PHONY: bootstrap demo test test-unit test-integration chaos lint typecheck clean
 
 bootstrap:  ## install everything (idempotent)
 	@scripts/bootstrap.sh
+
+demo: bootstrap  ## local Kafka, worker, sink, fake Stripe (Stripe test mode if STRIPE_API_KEY is set), demo load
+	$(PY) -m streams demo --duration $${DURATION:-60}
 
 test: bootstrap lint typecheck  ## the full suite: unit tier, then integration tier (real Kafka)
 	$(PYTEST) -q -m "not integration" tests

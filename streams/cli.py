@@ -71,6 +71,30 @@ def _cmd_usage(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_loadgen(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.loadgen_cli import run_loadgen
+
+    return run_loadgen(settings, args)
+
+
+def _cmd_alerts_tail(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.alerts_tail import run_alerts_tail
+
+    return run_alerts_tail(settings, args)
+
+
+def _cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.demo.run import run_demo
+
+    return run_demo(settings, args)
+
+
+def _cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.importer.args import run_from_args
+
+    return run_from_args(settings, args)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="meterstream",
@@ -102,6 +126,52 @@ def _parser() -> argparse.ArgumentParser:
     usage.add_argument("customer")
     usage.add_argument("--period", help="YYYY-MM (default: current)")
     usage.add_argument("--url", help="worker base URL (default: from settings)")
+    lg = add("loadgen", "Produce a deterministic test workload (with duplicates, late and "
+             "invalid records) to the events topic.", _cmd_loadgen)
+    lg.add_argument("--events", type=int, default=10_000, help="events to generate")
+    lg.add_argument("--customers", type=int, default=100)
+    lg.add_argument("--zipf", type=float, default=1.1, help="Zipf exponent of customer activity")
+    lg.add_argument("--duplicate-rate", type=float, default=0.05)
+    lg.add_argument("--late-rate", type=float, default=0.03)
+    lg.add_argument("--invalid-rate", type=float, default=0.02)
+    lg.add_argument("--pack", type=int, default=1, help="events per record (1: single events)")
+    lg.add_argument("--rate", type=float, default=0.0,
+                    help="offered rate, events per second (0: as fast as possible)")
+    lg.add_argument("--span-s", type=int, default=20 * 60,
+                    help="event time covered, ending 2 s before now (default 1200)")
+    lg.add_argument("--seed", type=int, default=1)
+    lg.add_argument("--truth", type=Path, help="write the ground truth JSON here")
+
+    alerts = sub.add_parser("alerts", help="Consume threshold alerts.",
+                            description="Consume threshold alerts.")
+    alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True, metavar="ACTION")
+    tail = add("tail", "Print alerts as they fire; optionally POST each to a webhook "
+               "(at-least-once, deduplicated by alert id).", _cmd_alerts_tail, alerts_sub)
+    tail.add_argument("--from-beginning", action="store_true",
+                      help="read the topic from its first record (default: only new alerts)")
+    tail.add_argument("--webhook", metavar="URL",
+                      help="POST each alert's JSON here (Idempotency-Key: alert id)")
+    tail.add_argument("--max", type=int, default=None, metavar="N",
+                      help="stop after N distinct alerts")
+    tail.add_argument("--group", default=None,
+                      help="consumer group (default: <app_id>-alerts-tail)")
+
+    demo = add("demo", "Run the whole pipeline locally (Kafka, worker, fake Stripe or Stripe "
+               "test mode with STRIPE_API_KEY, sink) under a demo load with a live view, "
+               "then reconcile; exit 0 only when nothing differs.", _cmd_demo)
+    demo.add_argument("--duration", type=int, default=120,
+                      help="seconds of load and drain after start-up (>= 45; default 120)")
+    demo.add_argument("--events-per-s", type=float, default=200.0,
+                      help="offered load, events per second (default 200)")
+    demo.add_argument("--customers", type=int, default=50, help="demo customers (default 50)")
+    demo.add_argument("--plain", action="store_true",
+                      help="print periodic lines instead of the live view (default without "
+                      "a TTY)")
+
+    from streams.importer.args import HELP as IMPORT_HELP
+    from streams.importer.args import add_import_arguments
+
+    add_import_arguments(add("import", IMPORT_HELP, _cmd_import))
     return parser
 
 

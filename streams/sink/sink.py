@@ -263,6 +263,7 @@ class StripeSink:
                        outcome: str) -> None:
         tracker.finish(offset)
         self.metrics.summaries.labels(outcome=outcome).inc()
+        self.metrics.pending.set(self.pending)
 
     async def _dead_letter_work(self, work: Work, reason: str, detail: str) -> None:
         await self._write_dlq(work.source, work.raw, reason, detail)
