@@ -6,6 +6,7 @@ This package is the only importer of faust. It wires the pure core
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 import time
@@ -22,6 +23,7 @@ from streams.runtime.processor import (
     BatchProcessor,
     make_current_event_setter,
 )
+from streams.runtime.state_size import SAMPLE_EVERY_S, directory_size_bytes
 
 __all__ = ["Components", "build_app", "core_config"]
 
@@ -126,6 +128,11 @@ def build_app(settings: Settings) -> Components:
         producer_linger_ms=5,
         producer_compression_type="lz4",
         broker_commit_interval=1.0,
+        # A killed worker leaves the group only when its session times out; until then
+        # its partitions wait. 10 s keeps failover short (heartbeats run in Faust's
+        # consumer thread, so a busy event loop does not miss them).
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
         broker_commit_every=a.batch_max_events * 4,
         stream_buffer_maxsize=max(4096, a.batch_max_events * 2),
         consumer_auto_offset_reset="earliest",
@@ -168,6 +175,7 @@ def build_app(settings: Settings) -> Components:
         topics=outputs,
         events_topic_name=t.events,
         set_current_event=make_current_event_setter(),
+        highwater=lambda tp: app.consumer.highwater(tp),
     )
 
     @app.agent(events_topic, name="aggregate")
@@ -180,6 +188,13 @@ def build_app(settings: Settings) -> Components:
     @app.timer(tick_every_s)  # type: ignore[untyped-decorator]
     async def tick_idle_partitions() -> None:
         await _tick(app, events_topic, processor, settings)
+
+    @app.timer(SAMPLE_EVERY_S)  # type: ignore[untyped-decorator]
+    async def sample_state_size() -> None:
+        from streams import metrics
+
+        size = await asyncio.to_thread(directory_size_bytes, w.state_dir)
+        metrics.ROCKSDB_SIZE.set(size)
 
     return Components(app, state, customers, events_topic, processor, settings)
 

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
 import time
+import urllib.request
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -24,7 +26,7 @@ from typing import Any
 import pytest
 
 from streams.loadgen import GroundTruth, WorkloadSpec, generate, totals_from_summaries
-from streams.testing.pipeline import PipelineEnv, read_topic
+from streams.testing.pipeline import PipelineEnv, WorkerProcess, read_topic
 
 EVENTS = 200_000
 
@@ -90,6 +92,31 @@ async def collect_and_check(env: PipelineEnv, truth: GroundTruth) -> dict[str, i
             "duplicate_summary_messages": len(summaries) - len(distinct)}
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def is_ready(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+async def wait_ready(port: int, worker: WorkerProcess, timeout_s: float = 180) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        assert worker.alive(), worker.log_path.read_text()[-3000:]
+        if await asyncio.to_thread(is_ready, port):
+            return
+        await asyncio.sleep(0.2)
+    raise TimeoutError("worker not ready")
+
+
 async def test_200k_events_exact_totals_dlq_and_alerts(
     kafka_bootstrap: str, tmp_path: Path, workload: tuple[list[tuple[bytes, bytes]], GroundTruth]
 ) -> None:
@@ -114,16 +141,19 @@ async def test_sigkill_three_times_gives_identical_results(
     await env.create_topics()
     await env.produce(records)
     rng = random.Random(int(time.time()))
-    worker = env.start_worker()
+    port = free_port()
+    worker = env.start_worker(web_port=port)
     kills = []
     try:
         for _ in range(3):
-            delay = rng.uniform(4.0, 12.0)
+            # Kill mid-processing: once the worker is ready, after a random 1-10 s.
+            await wait_ready(port, worker)
+            delay = rng.uniform(1.0, 10.0)
             await asyncio.sleep(delay)
             assert worker.alive(), worker.log_path.read_text()[-3000:]
             worker.kill()
             kills.append(round(delay, 1))
-            worker = env.start_worker()
+            worker = env.start_worker(web_port=port)
         stats = await collect_and_check(env, truth)
     finally:
         env.stop_all()
