@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 PY := .venv/bin/python
 export STRIPE_MOCK_BIN := $(CURDIR)/.cache/bin/stripe-mock
-PYTEST := $(PY) -m pytest -p no:cacheprovider
+PYTEST := $(PY) -m pytest -p no:cacheprovider --durations=12
 
 .PHONY: bootstrap demo test test-unit test-integration chaos lint typecheck clean
 
