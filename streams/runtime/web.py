@@ -3,8 +3,8 @@
 - ``GET /customers/{id}/usage``: the current billing period per meter, spend, thresholds
   crossed and the last event time. Faust's table router forwards the request to the
   worker that owns the customer's partition.
-- ``GET /health``: the process is up. ``GET /ready``: the app is running and its tables
-  are recovered.
+- ``GET /health``: the process is up. ``GET /ready``: the first table recovery has
+  finished and no rebalance or recovery is under way.
 - ``GET /metrics``: Prometheus text format.
 
 When a token is configured every route but /health and /ready needs
@@ -61,9 +61,16 @@ def register_views(c: Components) -> None:
 
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:
+        # Ready once the first recovery has finished (tables restored, streams seeked)
+        # and no rebalance or later recovery is under way.
         recovery = getattr(app.tables, "recovery", None)
-        recovering = recovery is None or bool(recovery.active_remaining_total())
-        ok = app.started and not recovering and not app.rebalancing
+        ok = bool(
+            app.started
+            and recovery is not None
+            and recovery.completed.is_set()
+            and not recovery.in_recovery
+            and not app.rebalancing
+        )
         return web.json({"ready": ok}, status=200 if ok else 503)
 
     @app.page("/metrics")
