@@ -5,7 +5,8 @@
    derived ids, values, times), and the bad rows are dead letters of stage ``import``.
 2. A local directory is imported, imported again with the checkpoint (every file skipped)
    and again without it (every row re-sent, same ids): a real worker's summaries add up,
-   per (customer, meter), to the ground truth exactly: nothing billed twice.
+   per (customer, meter), to the ground truth exactly, and so do the fake Stripe's totals
+   once the real sink has pushed them: nothing billed twice.
 3. ``python -m streams import`` is SIGKILLed after its first checkpoints and rerun with
    the same checkpoint: the worker's summaries add up to the ground truth exactly.
 """
@@ -35,11 +36,14 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from moto.server import ThreadedMotoServer
 
-from streams.config import Settings
+from streams.adapters.stripe_meter import make_meter_event_client
+from streams.config import Settings, StripeSettings
 from streams.core.events import UsageEvent, decode_record
+from streams.fakestripe import FakeStripe, FakeStripeConfig, MeterConfig
 from streams.importer.run import Importer, ImportOptions
 from streams.importer.sources import derived_event_id
 from streams.loadgen import totals_from_summaries
+from streams.sink.sink import StripeSink
 from streams.testing.pipeline import PipelineEnv, read_topic
 
 METERS = ("cpu_seconds", "gpu_seconds", "memory_gb_seconds")
@@ -297,6 +301,38 @@ async def test_directory_imported_twice_bills_once(kafka_bootstrap: str,
         await assert_summaries_match(env, dict(rows.truth))
     finally:
         env.stop_all()
+    await assert_stripe_totals(env, dict(rows.truth))
+
+
+async def assert_stripe_totals(env: PipelineEnv, truth: Totals) -> None:
+    """Push the summaries through the real sink into the fake Stripe; compare its ledger."""
+    customers = sorted({c for c, _m in truth})
+    await env.produce(
+        [(c.encode(), orjson.dumps({"schema": "customer.v1", "customer": c,
+                                    "stripe_customer_id": f"cus_{c}"})) for c in customers],
+        topic=env.settings().topics.customers,
+    )
+    want = {(f"cus_{c}", m): v for (c, m), v in truth.items() if v}
+    meters = tuple(MeterConfig(id=f"mtr_{m}", event_name=m) for m in
+                   ("cpu_seconds", "gpu_seconds", "memory_gb_seconds", "executions"))
+    async with FakeStripe(FakeStripeConfig(meters=meters)) as fake:
+        settings = env.settings(stripe=StripeSettings(
+            mode="v2", api_base=fake.url, rate_limit_per_s=2000, max_concurrency=8))
+        client = make_meter_event_client(settings.stripe)
+        sink = StripeSink(settings, client)
+        task = asyncio.create_task(sink.run())
+        try:
+            deadline = time.monotonic() + 180
+            while {k: v for k, v in fake.ledger.totals().items() if v} != want:
+                if task.done():
+                    task.result()
+                assert time.monotonic() < deadline, "the fake Stripe never matched the truth"
+                await asyncio.sleep(0.5)
+        finally:
+            sink.stop()
+            await task
+            await client.aclose()
+        assert {k: v for k, v in fake.ledger.totals().items() if v} == want
 
 
 # -- 3. killed midway, resumed ----------------------------------------------------------
