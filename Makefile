@@ -4,7 +4,7 @@ PY := .venv/bin/python
 export STRIPE_MOCK_BIN := $(CURDIR)/.cache/bin/stripe-mock
 PYTEST := $(PY) -m pytest -p no:cacheprovider --durations=12
 
-.PHONY: bootstrap demo test test-unit test-integration chaos lint typecheck clean
+.PHONY: bootstrap demo test test-unit test-integration lint typecheck clean
 
 bootstrap:  ## install everything (idempotent)
 	@scripts/bootstrap.sh
@@ -21,9 +21,6 @@ test-unit: bootstrap  ## fast tier: no broker
 
 test-integration: bootstrap  ## needs a broker: started from the project's jars unless KAFKA_BOOTSTRAP_SERVERS is set
 	$(PYTEST) -q -m "integration and not chaos" tests
-
-chaos: bootstrap  ## every fault scenario (long)
-	$(PYTEST) -q -m chaos tests
 
 lint: bootstrap
 	.venv/bin/ruff check .
