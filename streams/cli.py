@@ -30,9 +30,18 @@ def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_topics_create(settings: Settings, args: argparse.Namespace) -> int:
+    from aiokafka.errors import KafkaError
+
     from streams.adapters.kafka_admin import create_topics
 
-    result = asyncio.run(create_topics(settings))
+    try:
+        result = asyncio.run(create_topics(settings))
+    except KafkaError as exc:
+        # aiokafka's messages name the broker and the error, never the credentials; its
+        # log line above says why (e.g. SaslAuthenticationFailed).
+        print(f"meterstream: cannot create topics on {settings.kafka.bootstrap_servers} "
+              f"({settings.kafka.security_protocol}): {exc}", file=sys.stderr)
+        return 1
     problems = 0
     for topic, status in result.items():
         print(f"{topic}: {status}")
@@ -141,6 +150,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="event time covered, ending 2 s before now (default 1200)")
     lg.add_argument("--seed", type=int, default=1)
     lg.add_argument("--truth", type=Path, help="write the ground truth JSON here")
+    lg.add_argument("--stripe-customer-prefix", metavar="PREFIX",
+                    help="first publish customer records mapping each customer to the Stripe "
+                         "customer id PREFIX<customer> (e.g. cus_), so the sink bills them")
 
     alerts = sub.add_parser("alerts", help="Consume threshold alerts.",
                             description="Consume threshold alerts.")

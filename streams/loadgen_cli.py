@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaProducer
 
 from streams.config import Settings
@@ -126,6 +127,17 @@ def run_loadgen(settings: Settings, args: argparse.Namespace) -> int:
         producer = make_producer(settings)
         await producer.start()
         try:
+            if args.stripe_customer_prefix:
+                # Map every generated customer to a Stripe customer id, so that the sink
+                # bills them instead of holding their summaries.
+                for i in range(args.customers):
+                    customer = f"cust-{i:05d}"
+                    await producer.send(settings.topics.customers, key=customer.encode(),
+                                        value=orjson.dumps({
+                                            "schema": "customer.v1", "customer": customer,
+                                            "stripe_customer_id":
+                                                f"{args.stripe_customer_prefix}{customer}"}))
+                await producer.flush()
             with progress:
                 task = progress.add_task(f"-> {topic}", total=args.events)
                 return await produce_paced(
