@@ -102,7 +102,7 @@ def main() -> None:
         result = asyncio.run(run(args.bootstrap, args.customers, args.out))
     else:
         with KafkaLocal(quick_jit=False) as kafka:
-            result = asyncio.run(run(kafka.start(), args.customers, args.out))
+            result = asyncio.run(run(kafka.bootstrap_servers, args.customers, args.out))
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

@@ -250,7 +250,7 @@ class WorkerSettings(BaseModel):
     app_id: str = Field(default="meterstream", pattern=r"^[A-Za-z0-9_.-]{1,100}$")
     state_dir: Path = Path("./data")
     web_host: str = "127.0.0.1"
-    web_port: int = Field(default=6066, ge=0, le=65_535)
+    web_port: int = Field(default=6066, ge=1, le=65_535)  # Faust refuses port 0
     api_token: SecretStr | None = None
     standby_replicas: int = Field(default=1, ge=0, le=8)
     # RocksDB sized for a small box: caches in MiB.
@@ -366,9 +366,12 @@ def load_settings(*, config_file: Path | str | None = None, **overrides: Any) ->
         try:
             return Settings(**overrides)
         except ValidationError as exc:
-            raise ConfigError(_describe(exc)) from None
+            problems = _describe(exc)
         except ValueError as exc:  # malformed JSON in an env var, unreadable TOML
-            raise ConfigError([_scrub(str(exc))]) from None
+            problems = [_scrub(str(exc))]
+        # Raised outside the handler, so that the original error, whose text may quote a
+        # secret, is not kept as the ConfigError's __context__ either.
+        raise ConfigError(problems) from None
     finally:
         if config_file is not None:
             if previous is None:

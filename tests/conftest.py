@@ -2,8 +2,10 @@
 
 The broker is, in order: the cluster at KAFKA_BOOTSTRAP_SERVERS, an apache/kafka
 container when a Docker engine answers, or the pinned broker from Maven Central jars
-(streams.testing.kafka_local). Tests under tests/integration and tests/chaos are marked
-``integration`` (and ``chaos``) from their location.
+(streams.testing.kafka_local). ``kafka_sasl_ssl`` is a second, local broker with a
+SASL_SSL listener, started by the first test that asks for it. Tests under
+tests/integration and tests/chaos are marked ``integration`` (and ``chaos``) from their
+location.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 import pytest
 
 from streams.testing.cluster import kafka_cluster
+from streams.testing.distribution import fetch
+from streams.testing.kafka_local import KafkaLocal
 from streams.testing.topics import TopicFactory
 
 _TESTS = Path(__file__).parent
@@ -41,3 +45,15 @@ def kafka_bootstrap() -> Iterator[str]:
 def topic_factory(kafka_bootstrap: str, request: pytest.FixtureRequest) -> TopicFactory:
     """``await topic_factory(partitions=3, compacted=True)`` -> a topic no other test uses."""
     return TopicFactory(kafka_bootstrap, hint=request.node.name)
+
+
+@pytest.fixture(scope="session")
+def kafka_sasl_ssl() -> Iterator[KafkaLocal]:
+    """A second local broker with a SASL_SSL (SCRAM) listener and a throwaway CA.
+
+    Clients use ``sasl_bootstrap_servers``, ``ca_file``, ``sasl_username`` and
+    ``sasl_password``; its PLAINTEXT listener is for nothing but the broker itself.
+    """
+    fetch()
+    with KafkaLocal(sasl_ssl=True, heap_mb=384) as broker:
+        yield broker

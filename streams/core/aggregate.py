@@ -60,6 +60,10 @@ from streams.core.windows import HOUR_MS, period_bounds_ms, period_of, window_st
 __all__ = ["Aggregator", "BatchResult", "CoreConfig", "DeadLetter", "SourceRecord", "StateReader"]
 
 _ONE = Decimal(1)
+_YEAR_10000_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z
+# A dead letter keeps at most this many characters of its record's key (a valid key, a
+# customer id, has at most 128).
+_MAX_DEAD_LETTER_KEY = 1024
 # Write order within a batch (see the module docstring, point 3); deletions follow P.
 _RANK = {"X": 0, "I": 1, "D": 2, "S": 3, "W": 4}
 
@@ -221,9 +225,15 @@ class _Batch:
             self.out.outcomes["replayed"] += 1
             return
         if rec.tick_ms is not None:
-            self._advance(rec.tick_ms - self.cfg.idle_bound_ms)
+            # A tick is written with the wall time as header and as record timestamp, the
+            # latter a moment later. A forged tick header cannot move stream time past its
+            # record's timestamp, which the broker bounds (log.message.timestamp.after.max.ms).
+            self._advance(min(rec.tick_ms, rec.timestamp_ms) - self.cfg.idle_bound_ms)
         else:
-            events, rejections = decode_record(rec.value, rec.key)
+            # A record without a key is never a customer's: its events are key_mismatch.
+            # (Skipping the key check would let them land on another customer's partition,
+            # where a second window of theirs would emit summaries with the same ids.)
+            events, rejections = decode_record(rec.value, "" if rec.key is None else rec.key)
             bad = set()
             for rej in rejections:
                 if rej.index is not None:
@@ -241,9 +251,10 @@ class _Batch:
         self, rec: SourceRecord, reason: str, detail: str, index: int | None, original: bytes
     ) -> None:
         self.out.outcomes[f"invalid:{reason}"] += 1
-        self.out.dead_letters.append(
-            DeadLetter(rec.key, reason, detail, rec.offset, index, original)
-        )
+        key = rec.key
+        if key is not None and len(key) > _MAX_DEAD_LETTER_KEY:
+            key = key[:_MAX_DEAD_LETTER_KEY]  # so that the dead letter fits in a message
+        self.out.dead_letters.append(DeadLetter(key, reason, detail, rec.offset, index, original))
 
     def _event(self, rec: SourceRecord, index: int, ev: UsageEvent) -> None:
         cfg = self.cfg
@@ -256,7 +267,9 @@ class _Batch:
             return
         ts = ev.timestamp_ms
         ws = window_start(ts, cfg.window_ms)
-        if ts > rec.timestamp_ms + cfg.max_future_ms:
+        # Past year 9999 no billing period exists; only a record timestamp that far ahead
+        # (a broker without log.message.timestamp.after.max.ms) lets such an event here.
+        if ts > rec.timestamp_ms + cfg.max_future_ms or ts >= _YEAR_10000_MS:
             self._dead(rec, "in_future", "event time is more than the allowed skew ahead of "
                        "the record's produce time", where, _original(rec, ev, single))
             return
@@ -291,6 +304,10 @@ class _Batch:
             self.out.outcomes["replayed"] += 1
             if w.closed and (w.emitted_seq < 0 or w.value != w.emitted_value):
                 self._mark_pending(wkey, w)
+            # Stream time is a function of the log: the event moved it the first time, so
+            # it must move it again, or a window it closed would close later, with more
+            # events, under the same summary id.
+            self._advance(ts)
             return
         old = w.value
         if rule.aggregation == "sum":

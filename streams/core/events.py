@@ -55,6 +55,7 @@ import orjson
 from streams.core.money import format_decimal
 
 __all__ = [
+    "MAX_ORIGINAL_BYTES",
     "MAX_PACKED_EVENTS",
     "MAX_RECORD_BYTES",
     "MAX_SIGNIFICANT_DIGITS",
@@ -76,6 +77,11 @@ MAX_SIGNIFICANT_DIGITS: Final = 15
 TOO_LARGE_ORIGINAL_BYTES: Final = 65_536
 """How many leading bytes of a too-large record a ``record_too_large`` rejection keeps, so
 that its dead letter still fits in one Kafka message."""
+
+MAX_ORIGINAL_BYTES: Final = 524_288
+"""Most bytes of the offending input any other rejection keeps (its leading bytes), so that
+a dead letter of a record just under :data:`MAX_RECORD_BYTES` still fits in one Kafka
+message once base64-encoded."""
 
 MAX_ID_CHARS: Final = 128
 MAX_VALUE_CHARS: Final = 64
@@ -133,9 +139,10 @@ class Rejection:
     detail: human readable, <= 500 chars; quotes at most ~60 chars of the input.
     index: position of the event in a packed array, None for a single event or a record.
     original: the offending event's bytes (re-serialized for an element of a packed
-        array), the whole record when it could not be decoded, its first
+        array; the whole record for an element nested too deeply to re-serialize), the
+        whole record when it could not be decoded, its first
         :data:`TOO_LARGE_ORIGINAL_BYTES` bytes when too large, and ``b""`` from
-        :func:`validate_event`.
+        :func:`validate_event`; never more than its first :data:`MAX_ORIGINAL_BYTES`.
     """
 
     reason: str
@@ -233,6 +240,19 @@ def _kind(value: object) -> str:
     if value is None:
         return "null"
     return t.__name__
+
+
+def _kept(original: bytes) -> bytes:
+    """At most the first MAX_ORIGINAL_BYTES of ``original``."""
+    return original if len(original) <= MAX_ORIGINAL_BYTES else original[:MAX_ORIGINAL_BYTES]
+
+
+def _element_bytes(element: object, record: bytes) -> bytes:
+    """The bytes of one element of a packed record, for its rejection."""
+    try:
+        return _kept(orjson.dumps(element))
+    except orjson.JSONEncodeError:  # nested deeper than orjson.dumps allows (254 levels)
+        return _kept(record)
 
 
 def _reject(reason: str, detail: str) -> Rejection:
@@ -528,20 +548,22 @@ def decode_record(value: bytes | None, key: str | None) -> tuple[list[UsageEvent
         obj = orjson.loads(value)
     except orjson.JSONDecodeError as exc:
         # orjson's messages name the problem and position, never the input's content.
-        return [], [Rejection("invalid_json", f"not UTF-8 JSON: {str(exc)[:200]}", None, value)]
+        return [], [
+            Rejection("invalid_json", f"not UTF-8 JSON: {str(exc)[:200]}", None, _kept(value))
+        ]
 
     if type(obj) is dict:
         result = validate_event(obj, key)
         if isinstance(result, UsageEvent):
             return [result], []
-        return [], [Rejection(result.reason, result.detail, None, value)]
+        return [], [Rejection(result.reason, result.detail, None, _kept(value))]
     if type(obj) is not list:
         return [], [
             Rejection(
                 "invalid_shape",
                 f"a record must be a JSON object or array, got {_kind(obj)}",
                 None,
-                value,
+                _kept(value),
             )
         ]
     count = len(obj)
@@ -551,7 +573,7 @@ def decode_record(value: bytes | None, key: str | None) -> tuple[list[UsageEvent
                 "invalid_shape",
                 f"a packed record holds 1..{MAX_PACKED_EVENTS} events, got {count}",
                 None,
-                value,
+                _kept(value),
             )
         ]
     events: list[UsageEvent] = []
@@ -562,7 +584,9 @@ def decode_record(value: bytes | None, key: str | None) -> tuple[list[UsageEvent
         if isinstance(result, UsageEvent):
             append(result)
         else:
-            rejections.append(Rejection(result.reason, result.detail, index, orjson.dumps(element)))
+            rejections.append(
+                Rejection(result.reason, result.detail, index, _element_bytes(element, value))
+            )
     return events, rejections
 
 

@@ -140,6 +140,9 @@ def build_app(settings: Settings) -> Components:
         web_bind=w.web_host,
         web_host=w.web_host,
         web_port=w.web_port,
+        # Faust's /table/{name}/{key}/ would serve the state table to anyone, past the API
+        # token; the usage API is the only way in. (/router stays: it names owners only.)
+        web_tables_enabled=False,
         key_serializer="raw",
         value_serializer="raw",
         GlobalTable=CustomersTable,

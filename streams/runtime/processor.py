@@ -29,6 +29,7 @@ import orjson
 
 from streams import metrics
 from streams.core.aggregate import Aggregator, BatchResult, DeadLetter, SourceRecord
+from streams.core.events import MAX_TIMESTAMP_MS
 from streams.core.pricing import CustomerTerms, terms_from_record
 
 __all__ = ["TICK_HEADER", "BatchProcessor", "dead_letter_envelope"]
@@ -62,7 +63,14 @@ def _tick_of(headers: Any) -> int | None:
     items = headers.items() if isinstance(headers, dict) else headers
     for name, value in items:
         if name == TICK_HEADER:
-            return int(value)
+            # Only the worker writes ticks, but anyone who may produce to the topic can set
+            # the header: one that is not epoch ms makes the record an ordinary one, which
+            # the core then judges (an empty value is a dead letter, invalid_json).
+            try:
+                tick = int(value)
+            except (TypeError, ValueError):
+                return None
+            return tick if 0 <= tick <= MAX_TIMESTAMP_MS else None
     return None
 
 

@@ -12,6 +12,16 @@ A data dir holds one broker for its whole life::
       kafka.pid           present while a broker started from DIR runs
       data/               log.dirs and metadata.log.dir, formatted once
       logs/server.log     the broker's log (log4j2.xml); logs/stdout.log holds JVM output
+      tls/                with ``sasl_ssl=True``: ca.pem (the throwaway CA clients trust),
+                          server.p12 (the broker's keystore), secrets.json (mode 0600:
+                          keystore and SCRAM passwords)
+
+With ``sasl_ssl=True`` the broker also serves a SASL_SSL listener on its own port
+(``sasl_bootstrap_servers``): TLS with a certificate for 127.0.0.1 and localhost signed by
+a CA made with keytool at the first start, and SCRAM-SHA-512 or SCRAM-SHA-256
+authentication for one user (``sasl_username``/``sasl_password``) whose credentials are
+written into the metadata log when the storage is formatted. The PLAINTEXT listener stays
+for inter-broker traffic and for admin tools.
 
 ``start`` order: check jars, fix ports (free loopback ports, kept across restarts), write
 server.properties, format storage unless already formatted, launch ``kafka.Kafka``, then
@@ -21,7 +31,7 @@ shutdown), waits, and SIGKILLs after the timeout.
 Command line (also ``deploy/kafka-local/kafka-local``)::
 
     python -m streams.testing.kafka_local fetch [--version V]
-    python -m streams.testing.kafka_local start [--dir DIR] [--version V] [--heap-mb N]
+    python -m streams.testing.kafka_local start [--dir DIR] [--version V] [--heap-mb N] [--sasl-ssl]
     python -m streams.testing.kafka_local stop [--dir DIR]
     python -m streams.testing.kafka_local status [--dir DIR]
 """
@@ -32,8 +42,10 @@ import argparse
 import base64
 import json
 import os
+import secrets
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -74,6 +86,12 @@ _TAIL_LINES = 20
 class _Ports:
     broker: int
     controller: int
+    sasl: int | None = None
+
+
+SASL_USERNAME = "meterstream"
+SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
+_CERT_DAYS = 30
 
 
 def _cmdline(pid: int) -> str:
@@ -114,6 +132,7 @@ class KafkaLocal:
         quick_jit: bool = True,
         home: Path | None = None,
         java: str = "java",
+        sasl_ssl: bool = False,
     ) -> None:
         self._owns_dir = data_dir is None
         self.data_dir = (
@@ -131,8 +150,12 @@ class KafkaLocal:
         self.version = version or pinned_version(self.home)
         self._ports: _Ports | None = None
         broker_port, controller_port = state.get("broker_port"), state.get("controller_port")
+        sasl_port = state.get("sasl_port")
         if isinstance(broker_port, int) and isinstance(controller_port, int):
-            self._ports = _Ports(broker_port, controller_port)
+            self._ports = _Ports(broker_port, controller_port,
+                                 sasl_port if isinstance(sasl_port, int) else None)
+        # A dir that once had the secure listener keeps it: its users live in its metadata.
+        self.sasl_ssl = sasl_ssl or isinstance(sasl_port, int)
         self._proc: subprocess.Popen[bytes] | None = None
         self._finalizer: weakref.finalize[[subprocess.Popen[bytes]], KafkaLocal] | None = None
         self._detached = False
@@ -165,6 +188,40 @@ class KafkaLocal:
         return f"{LOOPBACK}:{self._ports.broker}"
 
     @property
+    def sasl_bootstrap_servers(self) -> str:
+        """The SASL_SSL listener (``sasl_ssl=True`` only), e.g. ``127.0.0.1:PORT``."""
+        if self._ports is None or self._ports.sasl is None:
+            raise KafkaLocalError(f"no SASL_SSL listener was ever started from {self.data_dir}")
+        return f"{LOOPBACK}:{self._ports.sasl}"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    @property
+    def ca_file(self) -> Path:
+        """PEM of the CA that signed the broker's certificate: the clients' ``ssl_cafile``."""
+        return self.tls_dir / "ca.pem"
+
+    @property
+    def sasl_username(self) -> str:
+        return SASL_USERNAME
+
+    @property
+    def sasl_password(self) -> str:
+        """The SCRAM password of :attr:`sasl_username` (same for both mechanisms)."""
+        return self._secrets()["sasl_password"]
+
+    def _secrets(self) -> dict[str, str]:
+        try:
+            loaded = json.loads((self.tls_dir / "secrets.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise KafkaLocalError(
+                f"no SASL_SSL credentials in {self.tls_dir}; start with sasl_ssl=True"
+            ) from exc
+        return {str(k): str(v) for k, v in loaded.items()}
+
+    @property
     def pid(self) -> int | None:
         """The broker's process id while it runs, else None."""
         if self._proc is not None and self._proc.poll() is None:
@@ -195,6 +252,10 @@ class KafkaLocal:
             "bootstrap_servers": self.bootstrap_servers,
             "broker_port": self._ports.broker,
             "controller_port": self._ports.controller,
+            "sasl_port": self._ports.sasl,
+            "sasl_bootstrap_servers": (
+                self.sasl_bootstrap_servers if self._ports.sasl is not None else None
+            ),
             "pid": pid,
             "log_file": str(self.log_file),
             "startup_s": self.startup_s,
@@ -220,11 +281,22 @@ class KafkaLocal:
                 f"fetch --version {self.version}"
             )
         (self.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+        formatted = (self.data_dir / "data" / "meta.properties").is_file()
+        if self.sasl_ssl and formatted and not (self.tls_dir / "secrets.json").is_file():
+            raise KafkaLocalError(
+                f"{self.data_dir} was formatted without SASL users; use a fresh dir for "
+                "sasl_ssl=True"
+            )
         if self._ports is None:
-            broker, controller = free_ports(2)
-            self._ports = _Ports(broker, controller)
+            broker, controller, sasl = free_ports(3)
+            self._ports = _Ports(broker, controller, sasl if self.sasl_ssl else None)
+        elif self.sasl_ssl and self._ports.sasl is None:
+            self._ports = _Ports(self._ports.broker, self._ports.controller,
+                                 free_ports(1)[0])
+        if self.sasl_ssl and not (self.tls_dir / "server.p12").is_file():
+            self._make_tls()
         self._write_config()
-        if not (self.data_dir / "data" / "meta.properties").is_file():
+        if not formatted:
             self._format(lib)
 
         self._log_offsets = {
@@ -337,6 +409,8 @@ class KafkaLocal:
         )
         settings["log.dirs"] = str(self.data_dir / "data")
         settings["metadata.log.dir"] = str(self.data_dir / "data")
+        if self._ports.sasl is not None:
+            settings.update(self._sasl_ssl_settings(self._ports.sasl))
         lines = [f"{k}={v}" for k, v in settings.items()]
         self.config_file.write_text(
             "# written by streams.testing.kafka_local\n" + "\n".join(lines) + "\n"
@@ -357,6 +431,7 @@ class KafkaLocal:
                 f"--cluster-id={cluster_id}",
                 "-c",
                 str(self.config_file),
+                *self._scram_arguments(),
             ],
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -365,10 +440,99 @@ class KafkaLocal:
             cwd=self.data_dir,
         )
         if done.returncode != 0:
+            output = f"{done.stdout[-4000:]}{done.stderr[-4000:]}"
+            if self.sasl_ssl:
+                output = output.replace(self.sasl_password, "**********")
             raise KafkaLocalError(
                 f"formatting {self.data_dir / 'data'} failed (exit {done.returncode}):\n"
-                f"{done.stdout[-4000:]}{done.stderr[-4000:]}"
+                f"{output}"
             )
+
+    # -- the SASL_SSL listener ---------------------------------------------------------------
+
+    def _scram_arguments(self) -> list[str]:
+        if not self.sasl_ssl:
+            return []
+        password = self.sasl_password
+        args = []
+        for mechanism in SASL_MECHANISMS:
+            args += ["--add-scram", f"{mechanism}=[name={SASL_USERNAME},password={password}]"]
+        return args
+
+    def _sasl_ssl_settings(self, port: int) -> dict[str, str]:
+        store_password = self._secrets()["keystore_password"]
+        prefix = "listener.name.sasl_ssl."
+        settings = {
+            "listeners": self._listener_list("listeners", port),
+            "advertised.listeners": self._listener_list("advertised.listeners", port),
+            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,"
+            "SASL_SSL:SASL_SSL",
+            "sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
+            prefix + "ssl.keystore.type": "PKCS12",
+            prefix + "ssl.keystore.location": str(self.tls_dir / "server.p12"),
+            prefix + "ssl.keystore.password": store_password,
+            prefix + "ssl.key.password": store_password,
+            prefix + "ssl.client.auth": "none",
+        }
+        for mechanism in SASL_MECHANISMS:
+            settings[f"{prefix}{mechanism.lower()}.sasl.jaas.config"] = (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+            )
+        return settings
+
+    def _listener_list(self, name: str, port: int) -> str:
+        assert self._ports is not None
+        base = node_settings(
+            listen_host=LOOPBACK,
+            advertised_host=LOOPBACK,
+            broker_port=self._ports.broker,
+            controller_port=self._ports.controller,
+        )[name]
+        return f"{base},SASL_SSL://{LOOPBACK}:{port}"
+
+    def _make_tls(self) -> None:
+        """A throwaway CA and a broker keystore (PKCS12) signed by it, with keytool."""
+        keytool = shutil.which("keytool") or str(Path(self.java).parent / "keytool")
+        tls = self.tls_dir
+        shutil.rmtree(tls, ignore_errors=True)
+        tls.mkdir(parents=True)
+        tls.chmod(0o700)
+        store_password = secrets.token_hex(16)
+        creds = tls / "secrets.json"
+        creds.touch(mode=0o600)
+        creds.write_text(json.dumps({"keystore_password": store_password,
+                                     "sasl_password": secrets.token_hex(16)}))
+        ca, server = str(tls / "ca.p12"), str(tls / "server.p12")
+        pw = ["-storepass", store_password, "-keypass", store_password]
+        common = ["-storetype", "PKCS12", "-keyalg", "EC", "-groupname", "secp256r1"]
+        steps = [
+            ["-genkeypair", "-alias", "ca", "-dname", "CN=meterstream-kafka-local-ca",
+             "-ext", "bc:c", "-validity", str(_CERT_DAYS), "-keystore", ca, *common, *pw],
+            ["-exportcert", "-rfc", "-alias", "ca", "-keystore", ca, "-file", str(self.ca_file),
+             *pw],
+            ["-genkeypair", "-alias", "broker", "-dname", f"CN={LOOPBACK}",
+             "-validity", str(_CERT_DAYS), "-keystore", server, *common, *pw],
+            ["-certreq", "-alias", "broker", "-keystore", server,
+             "-file", str(tls / "server.csr"), *pw],
+            ["-gencert", "-rfc", "-alias", "ca", "-keystore", ca,
+             "-infile", str(tls / "server.csr"), "-outfile", str(tls / "server.pem"),
+             "-validity", str(_CERT_DAYS),
+             "-ext", f"SAN=ip:{LOOPBACK},dns:localhost", "-ext", "KU=digitalSignature",
+             "-ext", "EKU=serverAuth", *pw],
+            ["-importcert", "-noprompt", "-alias", "ca", "-file", str(self.ca_file),
+             "-keystore", server, *pw],
+            ["-importcert", "-noprompt", "-alias", "broker", "-file", str(tls / "server.pem"),
+             "-keystore", server, *pw],
+        ]
+        for step in steps:
+            done = subprocess.run(
+                [keytool, *step], stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                check=False, cwd=tls,
+            )
+            if done.returncode != 0:
+                output = (done.stdout + done.stderr).replace(store_password, "**********")
+                raise KafkaLocalError(f"keytool {step[0]} failed (exit {done.returncode}):\n"
+                                      f"{output[-4000:]}")
 
     def _wait_ready(self, proc: subprocess.Popen[bytes], *, deadline: float) -> None:
         assert self._ports is not None
@@ -378,7 +542,9 @@ class KafkaLocal:
                     f"Kafka {self.version} exited with {proc.returncode} during start-up\n"
                     + self._log_tail()
                 )
-            if broker_answers(LOOPBACK, self._ports.broker, timeout_s=1.0):
+            if broker_answers(LOOPBACK, self._ports.broker, timeout_s=1.0) and (
+                self._ports.sasl is None or _accepts(LOOPBACK, self._ports.sasl)
+            ):
                 return
             if time.monotonic() >= deadline:
                 raise KafkaLocalError(
@@ -426,6 +592,15 @@ class KafkaLocal:
         return "\n".join(parts)
 
 
+def _accepts(host: str, port: int) -> bool:
+    """True when a TCP connection to host:port is accepted."""
+    try:
+        with socket.create_connection((host, port), timeout=1.0):
+            return True
+    except OSError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """The kafka-local command; exit status 0 on success, 1 on error, 3 for status=stopped."""
     parser = argparse.ArgumentParser(prog="kafka-local", description=__doc__.split("\n")[0])
@@ -438,6 +613,8 @@ def main(argv: list[str] | None = None) -> int:
     p_start.add_argument("--heap-mb", type=int, default=512)
     p_start.add_argument("--timeout", type=float, default=90.0)
     p_start.add_argument("--no-quick-jit", dest="quick_jit", action="store_false")
+    p_start.add_argument("--sasl-ssl", action="store_true",
+                         help="also serve a SASL_SSL (SCRAM) listener; see tls/ in the dir")
     p_stop = sub.add_parser("stop", help="stop the broker (SIGTERM, then SIGKILL)")
     p_stop.add_argument("--timeout", type=float, default=30.0)
     p_status = sub.add_parser("status", help="print running/stopped and the bootstrap servers")
@@ -461,8 +638,12 @@ def main(argv: list[str] | None = None) -> int:
                 heap_mb=args.heap_mb,
                 quick_jit=args.quick_jit,
                 home=home,
+                sasl_ssl=args.sasl_ssl,
             )
             print(broker.start(args.timeout, detach=True))
+            if broker.sasl_ssl:
+                print(f"SASL_SSL {broker.sasl_bootstrap_servers} ca={broker.ca_file} "
+                      f"user={broker.sasl_username} (password in {broker.tls_dir}/secrets.json)")
             return 0
         broker = KafkaLocal(data_dir, home=home)
         if args.command == "stop":

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.config import Settings, load_settings
+from streams.config import KafkaSettings, Settings, load_settings
 
 __all__ = ["PipelineEnv", "WorkerProcess", "read_topic"]
 
@@ -131,13 +131,19 @@ class PipelineEnv:
 
     async def produce(self, records: Iterable[tuple[bytes, bytes]], topic: str | None = None,
                       *, linger_ms: int = 20) -> int:
-        """Produce (key, value) records, idempotently, and wait for every ack."""
+        """Produce (key, value) records, idempotently, and wait for every ack.
+
+        Connects like the workers do (``METERSTREAM_KAFKA__*`` in ``extra_env``: TLS, SASL).
+        """
+        from streams.sink.kafka_io import client_kwargs
+
+        settings = self.settings()
         producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap, enable_idempotence=True, acks="all",
+            **client_kwargs(settings.kafka), enable_idempotence=True, acks="all",
             linger_ms=linger_ms, max_batch_size=256 * 1024, compression_type="lz4",
         )
         await producer.start()
-        topic = topic or self.settings().topics.events
+        topic = topic or settings.topics.events
         n = 0
         try:
             pending = []
@@ -169,16 +175,22 @@ async def read_topic(
     until: Callable[[list[dict[str, Any]]], bool] | None = None,
     quiet_s: float = 3.0,
     timeout_s: float = 300.0,
+    kafka: KafkaSettings | None = None,
 ) -> list[dict[str, Any]]:
     """Read a JSON topic from the beginning.
 
     Returns when ``until(messages)`` holds and nothing new arrived for ``quiet_s``, or
     (without ``until``) when the topic was quiet for ``quiet_s``. Raises TimeoutError
     after ``timeout_s``. Each message dict gets ``_partition`` and ``_offset``.
+    ``kafka``: connect with these settings (TLS, SASL) instead of plain ``bootstrap``.
     """
+    from streams.sink.kafka_io import client_kwargs
+
+    connection: dict[str, Any] = (
+        client_kwargs(kafka) if kafka is not None else {"bootstrap_servers": bootstrap}
+    )
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-        group_id=None,
+        **connection, enable_auto_commit=False, auto_offset_reset="earliest", group_id=None,
     )
     await consumer.start()
     out: list[dict[str, Any]] = []

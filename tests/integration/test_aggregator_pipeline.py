@@ -117,6 +117,8 @@ async def wait_ready(port: int, worker: WorkerProcess, timeout_s: float = 180) -
     raise TimeoutError("worker not ready")
 
 
+# These two drain 200,000 events each; on a loaded 2-core machine that took 7.5 min.
+@pytest.mark.timeout(1500)
 async def test_200k_events_exact_totals_dlq_and_alerts(
     kafka_bootstrap: str, tmp_path: Path, workload: tuple[list[tuple[bytes, bytes]], GroundTruth]
 ) -> None:
@@ -133,6 +135,7 @@ async def test_200k_events_exact_totals_dlq_and_alerts(
     assert worker.proc.returncode == 0
 
 
+@pytest.mark.timeout(1500)
 async def test_sigkill_three_times_gives_identical_results(
     kafka_bootstrap: str, tmp_path: Path, workload: tuple[list[tuple[bytes, bytes]], GroundTruth]
 ) -> None:

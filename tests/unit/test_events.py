@@ -62,6 +62,7 @@ def ms(iso: str) -> int:
 def test_public_api_is_pinned() -> None:
     assert sorted(events.__all__) == sorted(
         [
+            "MAX_ORIGINAL_BYTES",
             "MAX_PACKED_EVENTS",
             "MAX_RECORD_BYTES",
             "MAX_SIGNIFICANT_DIGITS",
