@@ -14,12 +14,24 @@ from typing import NamedTuple
 
 import orjson
 
-from streams.core.events import Rejection, validate_event
+from streams.core.events import (
+    MAX_ID_CHARS,
+    MAX_TIMESTAMP_MS,
+    MAX_VALUE_INT,
+    Rejection,
+    validate_event,
+)
 from streams.errors import EventValidationError
 from streams.uuid7 import uuid7_str
 
 __all__ = [
-    "EventValue", "Prepared", "Timestamp", "prepare_event", "timestamp_ms", "wire_value",
+    "EventValue",
+    "Prepared",
+    "Timestamp",
+    "encode_event",
+    "prepare_event",
+    "timestamp_ms",
+    "wire_value",
 ]
 
 EventValue = Decimal | int | str
@@ -100,6 +112,108 @@ def prepare_event(
 
     ``event_id`` defaults to a new UUIDv7; ``timestamp`` to now (epoch ms).
     """
+    event_id, payload = encode_event(customer, meter, value, timestamp, event_id, attributes)
+    return Prepared(event_id, customer, customer.encode(), payload)
+
+
+# Memos of the fast path: customers (-> their JSON string literal), meters and value
+# strings that passed the full validator. Bounded; they only ever hold accepted strings.
+_MEMO_LIMIT = 4096
+_customer_json: dict[str, str] = {}
+_meters: set[str] = set()
+_values: set[str] = set()
+# str(Decimal) of a valid value consists of these only (no sign, exponent, NaN, Infinity).
+_DIGITS_AND_POINT = "0123456789."
+
+
+def encode_event(
+    customer: str,
+    meter: str,
+    value: EventValue,
+    timestamp: Timestamp = None,
+    event_id: str | None = None,
+    attributes: Mapping[str, str] | None = None,
+) -> tuple[str, bytes]:
+    """The id and the JSON bytes of a valid event; raise EventValidationError.
+
+    Fast path, for events without attributes whose customer and meter passed the full
+    validator before: the typed arguments are checked directly against the contract's
+    rules and the JSON is written by template, equal byte for byte to ``orjson.dumps`` of
+    the wire dict. Anything else (or anything the fast path cannot vouch for) goes through
+    the wire dict and :func:`streams.core.events.validate_event`, the reference, which
+    also produces every error.
+    """
+    if attributes is None and type(customer) is str and type(meter) is str:
+        quoted = _customer_json.get(customer)
+        if quoted is not None and meter in _meters:
+            if type(value) is Decimal:  # _fast_wire_value's first case, inlined
+                text = str(value)
+                n = len(text)
+                wire = (
+                    f'"{text}"'
+                    if (n <= 15 or (n == 16 and "." in text))
+                    and not text.strip(_DIGITS_AND_POINT)
+                    else None
+                )
+            else:
+                wire = _fast_wire_value(value)
+            if wire is not None:
+                if timestamp is None:
+                    ms = time_ns() // 1_000_000
+                else:
+                    ms = timestamp if type(timestamp) is int else timestamp_ms(timestamp)
+                    if not 0 <= ms <= MAX_TIMESTAMP_MS:
+                        return _encode_checked(
+                            customer, meter, value, timestamp, event_id, attributes)
+                if event_id is None:  # a UUIDv7 string is plain ASCII
+                    event_id = uuid7_str(ms if timestamp is None else None)
+                elif not _plain_id(event_id):
+                    return _encode_checked(customer, meter, value, timestamp, event_id, attributes)
+                return event_id, (
+                    f'{{"id":"{event_id}","customer":{quoted},"meter":"{meter}",'
+                    f'"value":{wire},"timestamp":{ms}}}'
+                ).encode()
+    return _encode_checked(customer, meter, value, timestamp, event_id, attributes)
+
+
+def _fast_wire_value(value: object) -> str | None:
+    """The JSON text of a value the contract surely accepts, or None: ask the validator."""
+    if type(value) is Decimal:
+        text = str(value)  # no exponent: the same text as format(value, "f")
+        n = len(text)
+        # Only digits and a point (no sign, exponent, NaN or Infinity): plain notation;
+        # up to 15 characters, or 16 with the point, cannot hold more than 15 digits.
+        if (n <= 15 or (n == 16 and "." in text)) and not text.strip(_DIGITS_AND_POINT):
+            return f'"{text}"'
+        return None
+    if type(value) is int:
+        return str(value) if 0 <= value <= MAX_VALUE_INT else None
+    if type(value) is str and value in _values:
+        return f'"{value}"'
+    return None
+
+
+def _plain_id(event_id: object) -> bool:
+    """Whether ``event_id`` is a valid id that JSON writes as it is (ASCII, no escapes)."""
+    return (
+        type(event_id) is str
+        and 0 < len(event_id) <= MAX_ID_CHARS
+        and event_id.isascii()
+        and event_id.isprintable()
+        and '"' not in event_id
+        and "\\" not in event_id
+    )
+
+
+def _encode_checked(
+    customer: str,
+    meter: str,
+    value: EventValue,
+    timestamp: Timestamp,
+    event_id: str | None,
+    attributes: Mapping[str, str] | None,
+) -> tuple[str, bytes]:
+    """:func:`encode_event` through the wire dict and the reference validator."""
     obj: dict[str, object] = {
         "id": uuid7_str() if event_id is None else event_id,
         "customer": customer,
@@ -112,6 +226,19 @@ def prepare_event(
     result = validate_event(obj, customer)
     if isinstance(result, Rejection):
         raise EventValidationError(result.reason, result.detail)
+    # Accepted: remember customer, meter and value string for the fast path.
+    if type(customer) is str and customer not in _customer_json:
+        if len(_customer_json) >= _MEMO_LIMIT:
+            _customer_json.clear()
+        _customer_json[customer] = orjson.dumps(customer).decode()
+    if type(meter) is str and meter not in _meters:
+        if len(_meters) >= _MEMO_LIMIT:
+            _meters.clear()
+        _meters.add(meter)
+    if type(value) is str and value not in _values:
+        if len(_values) >= _MEMO_LIMIT:
+            _values.clear()
+        _values.add(value)
     # ``obj`` is exactly what validate_event accepted, already in wire form (value a
     # plain-notation string or an int, timestamp in ms): dump it as it is.
-    return Prepared(result.id, result.customer, customer.encode(), orjson.dumps(obj))
+    return result.id, orjson.dumps(obj)

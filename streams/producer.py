@@ -50,32 +50,26 @@ import asyncio
 import contextlib
 import logging
 import os
-import time
-from array import array
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from time import time_ns
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
-import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import ProducerClosed
 from aiokafka.partitioner import murmur2
 
 from streams.config import KafkaSettings, Settings
-from streams.core.events import Rejection, validate_event
-from streams.encode import EventValue, Prepared, Timestamp, timestamp_ms, wire_value
-from streams.errors import EventValidationError, ProducerError
+from streams.encode import EventValue, Prepared, Timestamp, encode_event
+from streams.errors import ProducerError
 from streams.kafka_client import (
     client_options,
     default_compression,
     force_stop,
-    send_records,
 )
-from streams.spool import FsyncPolicy, Position, Rescue, Spool, frame
+from streams.producer_recovery import _Batch, _Delivery
+from streams.spool import FsyncPolicy, Position, Rescue, Spool
 from streams.uuid7 import uuid7_str
 
 if TYPE_CHECKING:
@@ -91,45 +85,13 @@ Compression = Literal["zstd", "lz4", "gzip", "none", "auto"]
 
 
 @dataclass(slots=True, eq=False)
-class _Batch:
-    partition: int
-    builder: Any  # aiokafka BatchBuilder (untyped)
-    # The batch's records again, for the spool should Kafka fail: keys and values
-    # concatenated, and their lengths. Not the value objects: keeping 10^5 orjson outputs
-    # alive costs ~2.5 us each in allocator work (measured), more than the append itself.
-    data: bytearray = field(default_factory=bytearray)
-    lengths: array[int] = field(default_factory=lambda: array("L"))
-
-    @property
-    def count(self) -> int:
-        return len(self.lengths) // 2
-
-    def framed(self) -> bytes:
-        """The records in spool format."""
-        out = []
-        pos = 0
-        data = self.data
-        lengths = self.lengths
-        for i in range(0, len(lengths), 2):
-            key_end = pos + lengths[i]
-            end = key_end + lengths[i + 1]
-            out.append(frame(bytes(data[pos:key_end]), bytes(data[key_end:end])))
-            pos = end
-        return b"".join(out)
-    done: asyncio.Future[None] | None = None
-    sent_at: float = 0.0
-    rescue: Rescue | None = None
-    rescue_range: tuple[int, int] = (0, 0)
-
-
-@dataclass(slots=True, eq=False)
 class _Pack:
     key: bytes
-    buf: bytearray = field(default_factory=lambda: bytearray(b"["))  # "[e1,e2,...,"
-    count: int = 0
+    parts: list[bytes] = field(default_factory=list)  # the events' JSON
+    size: int = 1  # the bytes of the record "[e1,e2,...]" less its "]"
 
 
-class UsageProducer:
+class UsageProducer(_Delivery):
     """Validates, packs, batches and sends usage events; spools them while Kafka is away.
 
     Not thread-safe: use it from one event loop (threaded code: :class:`UsageReporter`).
@@ -198,9 +160,13 @@ class UsageProducer:
         self._client_failed = False  # a batch failed: replace the client before replay
         self._connect_failures = 0
         self._started = False
+        self._accepting = False  # started and not closed: report() takes events
         self._closing = False
         self._closed = False
         self._open: dict[int, _Batch] = {}
+        # The open batch of a record key: _emit's shortcut past partition and _open; emptied
+        # whenever a batch is shipped or the spool takes over (so empty while spooling).
+        self._batch_of: dict[bytes, _Batch] = {}
         self._busy: dict[int, int] = {}  # partition -> batches queued or in flight
         self._queue: deque[_Batch] = deque()
         # Shipped, not yet settled; a dict for its order (the order batches were shipped).
@@ -219,7 +185,6 @@ class UsageProducer:
         self._replay_acked: list[bool] = []
         self._replay_ends: list[Position] = []
         self.events_reported = 0
-        self._since_yield = 0
 
     @classmethod
     def from_settings(cls, settings: Settings, **options: Any) -> UsageProducer:
@@ -233,6 +198,7 @@ class UsageProducer:
         if self._started:
             return
         self._started = True
+        self._accepting = True
         self.spool.open()
         self._replay_pos = self.spool.cursor
         if self.spool.has_data_after(self._replay_pos):
@@ -292,6 +258,7 @@ class UsageProducer:
         """Flush, wait up to ``close_timeout_s`` for Kafka, keep the rest in the spool."""
         if self._closed or not self._started:
             self._closed = True
+            self._accepting = False
             return
         self._closing = True
         try:
@@ -310,6 +277,7 @@ class UsageProducer:
         if self._kafka is not None:
             await force_stop(self._kafka)
         self._closed = True
+        self._accepting = False
         await self.spool.sync()
         self.spool.close()
         log.info("usage producer closed: %d events reported, %d spool bytes pending",
@@ -357,37 +325,31 @@ class UsageProducer:
         ``id``: defaults to a new UUIDv7. Returns once the event is buffered (or spooled
         with the ``always`` fsync policy: fsynced); :meth:`flush` waits for Kafka.
         """
-        # prepare_event and accept, inlined: this is the hot path (see the benchmark).
-        event_id = uuid7_str() if id is None else id
-        obj: dict[str, object] = {
-            "id": event_id,
-            "customer": customer,
-            "meter": meter,
-            "value": value if type(value) is str or type(value) is int else wire_value(value),
-            "timestamp": time_ns() // 1_000_000 if timestamp is None else timestamp_ms(timestamp),
-        }
-        if attributes is not None:
-            obj["attributes"] = dict(attributes) if isinstance(attributes, Mapping) else attributes
-        event = validate_event(obj, customer)
-        if type(event) is Rejection:
-            raise EventValidationError(event.reason, event.detail)
-        if not self._started or self._closed:
+        event_id, payload = encode_event(customer, meter, value, timestamp, id, attributes)
+        if not self._accepting:
             raise ProducerError("the producer is not started (use start() or 'async with')")
-        self.events_reported += 1
-        # validate_event accepted ``obj`` as it is, already in wire form: dump it as it is.
         if self.pack:
-            self._add_to_pack(customer, orjson.dumps(obj))
+            self._add_to_pack(customer, payload)
         else:
-            self._emit(customer.encode(), orjson.dumps(obj))
+            # _emit's common case inlined: the key's open batch takes the record.
+            key = customer.encode()
+            batch = self._batch_of.get(key)
+            if batch is not None and batch.builder.append(
+                timestamp=None, key=key, value=payload) is not None:
+                batch.data += key
+                batch.data += payload
+                batch.lengths.append(len(key))
+                batch.lengths.append(len(payload))
+            else:
+                self._emit(key, payload)  # (a full builder refuses the record again)
         if len(self._queue) + len(self._inflight) >= self.max_pending_batches or (
             self._spooling and self._fsync_always
         ):
             await self.wait_accepted()
-        self._since_yield += 1
-        if self._since_yield >= _YIELD_EVERY:
+        reported = self.events_reported = self.events_reported + 1
+        if not reported % _YIELD_EVERY:
             # A caller reporting in a tight loop never suspends otherwise: let the
             # shipper, the linger and pack timers and the network run.
-            self._since_yield = 0
             await asyncio.sleep(0)
         return event_id
 
@@ -404,7 +366,7 @@ class UsageProducer:
 
         Follow with :meth:`wait_accepted` to apply backpressure and the fsync policy.
         """
-        if not self._started or self._closed:
+        if not self._accepting:
             raise ProducerError("the producer is not started (use start() or 'async with')")
         self.events_reported += 1
         if self.pack:
@@ -419,22 +381,20 @@ class UsageProducer:
             if self._pack_handle is None:
                 self._pack_handle = asyncio.get_running_loop().call_later(
                     self._pack_max_s, self._on_pack_timer)
-        buf = pk.buf
-        buf += payload
-        buf += b","
-        pk.count += 1
-        self._packed_bytes += len(payload) + 1
-        if pk.count >= self.pack_max_events or len(buf) >= self.pack_max_bytes:
+        parts = pk.parts
+        parts.append(payload)
+        size = len(payload) + 1  # and a "," or the "]"
+        pk.size += size
+        self._packed_bytes += size
+        if len(parts) >= self.pack_max_events or pk.size >= self.pack_max_bytes:
             del self._packs[customer]
             self._emit_pack(pk)
         elif self._packed_bytes >= self.pack_buffer_max_bytes:
             self._close_packs()
 
     def _emit_pack(self, pk: _Pack) -> None:
-        buf = pk.buf
-        self._packed_bytes -= len(buf) - 1
-        buf[-1] = 0x5D  # the last "," becomes "]"
-        self._emit(pk.key, bytes(buf))
+        self._packed_bytes -= pk.size - 1
+        self._emit(pk.key, b"".join((b"[", b",".join(pk.parts), b"]")))
 
     async def _wait_room(self) -> None:
         while len(self._queue) + len(self._inflight) >= self.max_pending_batches:
@@ -442,20 +402,24 @@ class UsageProducer:
             await self._room.wait()
 
     def _emit(self, key: bytes, value: bytes) -> None:
-        if self._spooling:
-            self.spool.append(((key, value),))
-            return
-        partition = self._partition_of.get(key)
-        if partition is None:
-            partitions = self._partitions
-            partition = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
-            self._partition_of[key] = partition
-        batch = self._open.get(partition)
+        batch = self._batch_of.get(key)
         if batch is None:
-            batch = self._new_batch(partition)
+            if self._spooling:
+                self.spool.append(((key, value),))
+                return
+            partition = self._partition_of.get(key)
+            if partition is None:
+                partitions = self._partitions
+                partition = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+                self._partition_of[key] = partition
+            batch = self._open.get(partition)
+            if batch is None:
+                batch = self._new_batch(partition)
+            self._batch_of[key] = batch
         if batch.builder.append(timestamp=None, key=key, value=value) is None:
+            partition = batch.partition
             self._ship(batch)
-            batch = self._new_batch(partition)
+            batch = self._batch_of[key] = self._new_batch(partition)
             if batch.builder.append(timestamp=None, key=key, value=value) is None:
                 raise ProducerError(f"record of {len(value)} bytes exceeds max_batch_size")
         batch.data += key
@@ -474,6 +438,7 @@ class UsageProducer:
 
     def _ship(self, batch: _Batch) -> None:
         del self._open[batch.partition]
+        self._batch_of.clear()
         self._busy[batch.partition] = self._busy.get(batch.partition, 0) + 1
         batch.builder.close()
         batch.done = asyncio.get_running_loop().create_future()
@@ -502,186 +467,6 @@ class UsageProducer:
         for pk in packs.values():
             self._emit_pack(pk)
         self._packed_bytes = 0
-
-    # -- shipping and delivery -------------------------------------------------------
-
-    async def _ship_loop(self) -> None:
-        while True:
-            if not self._queue:
-                self._wake_shipper.clear()
-                await self._wake_shipper.wait()
-                continue
-            batch = self._queue.popleft()
-            kafka = self._kafka
-            assert kafka is not None and not self._spooling
-            self._inflight[batch] = None
-            batch.sent_at = time.monotonic()
-            try:
-                future = await asyncio.wait_for(
-                    kafka.send_batch(batch.builder, self.topic, partition=batch.partition),
-                    self.unreachable_after_s)
-            except Exception as exc:  # (any failure: spool, never drop)
-                self._settle(batch, exc)
-                continue
-            future.add_done_callback(lambda f, b=batch: self._on_delivery(b, f))
-
-    def _on_delivery(self, batch: _Batch, future: asyncio.Future[Any]) -> None:
-        exc = (ProducerClosed() if future.cancelled() else future.exception())
-        self._settle(batch, exc)
-
-    def _settle(self, batch: _Batch, exc: BaseException | None) -> None:
-        if batch not in self._inflight:
-            return
-        if exc is not None:
-            self._client_failed = True
-            log.warning("a batch of %d record(s) to partition %d failed (%s): spooling",
-                        batch.count, batch.partition, type(exc).__name__)
-            if not self._spooling:
-                self._enter_spool(type(exc).__name__)
-        del self._inflight[batch]
-        partition = batch.partition
-        busy = self._busy.get(partition, 0) - 1
-        self._busy[partition] = max(busy, 0)
-        if busy <= 0 and not self._spooling:
-            lingering = self._open.get(partition)
-            if lingering is not None and self._linger_handle is None:
-                self._ship(lingering)  # its linger expired while the partition was busy
-        rescue = batch.rescue
-        if rescue is not None:
-            if exc is None:
-                rescue.mark_delivered(batch.rescue_range)
-            self._rescue_waiting[rescue] -= 1
-            if not self._rescue_waiting[rescue]:
-                del self._rescue_waiting[rescue]
-                rescue.seal()
-                self._wake_keeper.set()
-        if batch.done is not None and not batch.done.done():
-            batch.done.set_result(None)
-        if len(self._queue) + len(self._inflight) < self.max_pending_batches:
-            self._room.set()
-        self._changed.set()
-
-    def _enter_spool(self, reason: str) -> None:
-        """Switch to the spool, keeping the order: in flight, queued, open, packs later."""
-        if self._spooling:
-            return
-        log.warning("kafka unreachable (%s): spooling to %s", reason, self.spool.directory)
-        self._spooling = True
-        rescue = self.spool.begin_episode()
-        for batch in self._inflight:
-            batch.rescue = rescue
-            batch.rescue_range = rescue.append_framed(batch.framed())
-            if batch.done is not None and not batch.done.done():
-                batch.done.set_result(None)  # durable once the spool is synced
-        if self._inflight:
-            self._rescue_waiting[rescue] = len(self._inflight)
-        else:
-            rescue.seal()
-        pending = [*self._queue, *self._open.values()]
-        self._queue.clear()
-        self._open.clear()
-        self._busy.clear()
-        for batch in pending:
-            self.spool.append_framed(batch.framed())
-            if batch.done is not None and not batch.done.done():
-                batch.done.set_result(None)
-        self._room.set()
-        self._wake_keeper.set()
-
-    # -- background: watchdog, recovery and replay -----------------------------------
-
-    async def _keeper_loop(self) -> None:
-        backoff_s = 0.1
-        while True:
-            if not self._spooling:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake_keeper.wait(), 0.5)
-                self._wake_keeper.clear()
-                now = time.monotonic()
-                if not self._spooling and any(
-                    now - b.sent_at > self.unreachable_after_s for b in self._inflight
-                ):
-                    self._enter_spool(f"no acknowledgement in {self.unreachable_after_s} s")
-                continue
-            try:
-                progressed = await self._replay_step()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # (keep retrying; the data is on disk)
-                log.warning("spool replay failed (%s: %s); retrying in %.1f s",
-                            type(exc).__name__, exc, backoff_s)
-                progressed = False
-            if progressed:
-                backoff_s = 0.1
-                continue
-            self._wake_keeper.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake_keeper.wait(), backoff_s)
-            backoff_s = min(backoff_s * 2, self.retry_backoff_max_s)
-
-    async def _replay_step(self) -> bool:
-        """Replay one chunk of the spool; return whether anything moved."""
-        if self._client_failed:
-            # A failed batch leaves aiokafka's idempotent sequence numbers out of step with
-            # the broker (OutOfOrderSequenceNumber for ever after): start a new producer id,
-            # once the old client has nothing in flight.
-            if self._inflight:
-                return False
-            kafka, self._kafka = self._kafka, None
-            self._client_failed = False
-            if kafka is not None:
-                with contextlib.suppress(Exception):
-                    await force_stop(kafka)
-        if not await self._connect():
-            return False
-        chunk = self.spool.read(self._replay_pos, max_records=self.replay_chunk_records,
-                                max_bytes=8 * self.max_batch_size)
-        if not chunk.records:
-            if chunk.end > self._replay_pos:
-                await self._commit(chunk.end)
-                return True
-            if self._rescue_waiting or not self.spool.reset_if_drained():
-                return False  # in-flight batches of the episode are not settled yet
-            self._spooling = False
-            self._replay_pos = self.spool.cursor
-            self._changed.set()
-            log.info("spool drained: sending to kafka directly again")
-            return True
-        # Records of this chunk that Kafka acknowledged in an earlier attempt are not sent
-        # again (the spool is append-only: the same start position reads the same prefix).
-        previous = self._replay_acked if self._replay_from == self._replay_pos else []
-        acked = previous[: len(chunk.records)]
-        acked += [False] * (len(chunk.records) - len(acked))
-        self._replay_from, self._replay_acked, self._replay_ends = (
-            self._replay_pos, acked, chunk.ends)
-        await self._send_chunk(chunk.records, acked)
-        if all(acked):
-            await self._commit(chunk.end)
-            return True
-        await self._commit_acked_prefix()
-        raise ProducerError(f"{acked.count(False)} spooled record(s) not acknowledged")
-
-    async def _commit_acked_prefix(self) -> None:
-        """Move the cursor past the acknowledged prefix of the chunk being replayed."""
-        acked = self._replay_acked
-        if self._replay_from != self._replay_pos:
-            return
-        prefix = next((i for i, ok in enumerate(acked) if not ok), len(acked))
-        if prefix:
-            await self._commit(self._replay_ends[prefix - 1])
-
-    async def _commit(self, position: Position) -> None:
-        await self.spool.commit(position)
-        self._replay_pos = position
-
-    async def _send_chunk(self, records: list[tuple[bytes, bytes]], acked: list[bool]) -> None:
-        if not await send_records(self._kafka, self.topic, self._partitions, records, acked):
-            self._client_failed = True
-
-    async def _fsync_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.fsync_interval_s)
-            await self.spool.sync()
 
 
 def _default_spool_dir(client_id: str, topic: str) -> Path:
