@@ -165,7 +165,7 @@ def test_totals_equal_recount_any_batching(
     check_alerts(alerts, want_alerts)
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(workloads(), st.data())
 def test_crashes_and_replays_never_lose_or_double_count(
     workload: tuple[list[SourceRecord], list[Ev]], data: st.DataObject
