@@ -4,7 +4,7 @@ PY := .venv/bin/python
 export STRIPE_MOCK_BIN := $(CURDIR)/.cache/bin/stripe-mock
 PYTEST := $(PY) -m pytest -p no:cacheprovider --durations=12
 
-.PHONY: bootstrap demo test test-unit test-integration lint typecheck clean
+.PHONY: bootstrap demo test test-unit test-integration lint typecheck bench bench-quick clean
 
 bootstrap:  ## install everything (idempotent)
 	@scripts/bootstrap.sh
@@ -21,6 +21,16 @@ test-unit: bootstrap  ## fast tier: no broker
 
 test-integration: bootstrap  ## needs a broker: started from the project's jars unless KAFKA_BOOTSTRAP_SERVERS is set
 	$(PYTEST) -q -m "integration and not chaos" tests
+
+bench:  ## every benchmark at the issue's sizes (long); results in benchmarks/results/full
+	@METERSTREAM_EXTRAS=dev,bench scripts/bootstrap.sh
+	$(PY) -m benchmarks full --profile --out benchmarks/results/full
+	$(PY) benchmarks/producer_bench.py
+	$(PY) benchmarks/sink_bench.py
+
+bench-quick:  ## drain, latency and scale against baselines in under 5 minutes
+	@METERSTREAM_EXTRAS=dev,bench scripts/bootstrap.sh
+	$(PY) -m benchmarks quick --profile --out benchmarks/results/quick
 
 lint: bootstrap
 	.venv/bin/ruff check .

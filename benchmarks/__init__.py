@@ -1,0 +1,1 @@
+"""meterstream benchmarks: drain throughput, alert latency, scale; see README.md."""

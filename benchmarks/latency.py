@@ -1,0 +1,220 @@
+"""Alert latency: from an event's produce time to its alert on usage.alerts.
+
+For each offered load a fresh pipeline (topics, one worker) is started and warmed up.
+Then a paced producer offers single-event records for ``duration_s`` seconds. Customers
+come in a rolling group of ``group`` at a time and each receives ``per_customer``
+events priced so that the last one crosses the spend threshold (10 USD), so alerts are
+spread evenly over the run. Each event's ``timestamp`` is its produce time (the
+producer's wall clock when it calls send; the record's CreateTime is set to the same
+value), and the alert carries it back as ``crossed_at_event_ms``.
+
+The alerts topic is switched to ``LogAppendTime``, so the alert's time is when the broker
+appended it: latency = alert append time - crossing event's produce time, both on this
+machine's clock.
+
+Every run is bounded: after the load ends the harness waits at most ``wait_s`` for the
+remaining alerts. Alerts still missing then are reported with a lower bound on their
+latency, together with the throughput the worker achieved while the load was offered
+(from its /metrics) and its backlog when the load ended.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+from benchmarks.common import (
+    PARTITIONS,
+    http_get,
+    percentile,
+    proc_status,
+    wait_until,
+    worker_events,
+)
+from streams.loadgen_cli import make_producer
+from streams.testing.pipeline import PipelineEnv, _free_port
+
+THRESHOLD_MINOR = "1000"  # 10 USD
+VALUE = "1250"  # gpu_seconds at 0.08 cents: 100 cents per event
+
+
+@dataclass
+class LatencyParams:
+    rates: list[int]
+    duration_s: float = 10.0
+    wait_s: float = 30.0
+    group: int = 50
+    per_customer: int = 10
+
+
+async def _set_log_append_time(bootstrap: str, topic: str) -> bool:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.alter_configs([ConfigResource(
+            ConfigResourceType.TOPIC, topic, configs={"message.timestamp.type": "LogAppendTime"})])
+        return True
+    except Exception:  # reported in the results: latency then uses the alert's CreateTime
+        return False
+    finally:
+        await admin.close()
+
+
+async def _tail_alerts(bootstrap: str, topic: str, out: dict[str, tuple[int, int, int]],
+                       ready: asyncio.Event, stop: asyncio.Event) -> None:
+    """Collect alerts appended after start: id -> (event ms, alert ms, timestamp type)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(parts)
+        await consumer.seek_to_end(*parts)
+        for tp in parts:
+            await consumer.position(tp)
+        ready.set()
+        while not stop.is_set():
+            batch = await consumer.getmany(timeout_ms=100, max_records=10_000)
+            for msgs in batch.values():
+                for m in msgs:
+                    doc = orjson.loads(m.value)
+                    out[doc["id"]] = (int(doc["crossed_at_event_ms"]), m.timestamp,
+                                      m.timestamp_type)
+    finally:
+        await consumer.stop()
+
+
+async def run_one(bootstrap: str, workdir: Path, rate: int, p: LatencyParams,
+                  log: Any = print) -> dict[str, Any]:
+    env = PipelineEnv(bootstrap, workdir / f"rate{rate}", partitions=PARTITIONS,
+                      window_s=60, grace_s=5, idle_close_after_s=1,
+                      extra_env={"METERSTREAM_AGGREGATOR__THRESHOLDS_MINOR":
+                                 f'["{THRESHOLD_MINOR}"]'})
+    os.makedirs(env.workdir, exist_ok=True)
+    settings = env.settings()
+    await env.create_topics()
+    log_append = await _set_log_append_time(bootstrap, settings.topics.alerts)
+    port = _free_port()
+    worker = env.start_worker("lat", web_port=port)
+    alerts: dict[str, tuple[int, int, int]] = {}
+    stop, tail_ready = asyncio.Event(), asyncio.Event()
+    tail = asyncio.create_task(_tail_alerts(bootstrap, settings.topics.alerts, alerts,
+                                            tail_ready, stop))
+    producer = make_producer(settings, linger_ms=5)
+    await producer.start()
+    topic = settings.topics.events
+    result: dict[str, Any] = {"offered_rate": rate, "duration_s": p.duration_s,
+                              "log_append_time": log_append}
+    try:
+        ready = await wait_until(lambda: http_get(f"http://127.0.0.1:{port}/ready")[0] == 200,
+                                 90, every_s=0.25)
+        if not ready:
+            raise RuntimeError(f"worker not ready after 90 s (log: {worker.log_path})")
+        now = int(time.time() * 1000)
+        await (await producer.send(topic, key=b"warmup", value=orjson.dumps(
+            {"id": "warmup", "customer": "warmup", "meter": "cpu_seconds", "value": "1",
+             "timestamp": now})))
+        await wait_until(lambda: worker_events(port) >= 1, 60, every_s=0.2)
+        await tail_ready.wait()
+        base_events = worker_events(port)
+        per_cust: dict[str, int] = {}
+        sent = 0
+        pending: deque[asyncio.Future[Any]] = deque()
+        began = time.monotonic()
+        end_at = began + p.duration_s
+        g, k = p.group, p.per_customer
+        while (now_s := time.monotonic()) < end_at:
+            due = min(int((now_s - began) * rate) + 1, int(p.duration_s * rate))
+            # Send what is due, re-checking the clock every 100 sends: a producer that
+            # cannot keep up must not stretch the run past its duration.
+            while sent < due and (sent % 100 or time.monotonic() < end_at):
+                c = f"r{rate}-c{(sent % g) + g * (sent // (g * k))}"
+                ts = int(time.time() * 1000)
+                body = orjson.dumps({"id": f"l{rate}-{sent}", "customer": c,
+                                     "meter": "gpu_seconds", "value": VALUE, "timestamp": ts})
+                pending.append(await producer.send(topic, key=c.encode(), value=body,
+                                                   timestamp_ms=ts))
+                per_cust[c] = per_cust.get(c, 0) + 1
+                sent += 1
+                while pending and pending[0].done():
+                    pending.popleft().result()
+            await asyncio.sleep(0.0005)
+        load_s = time.monotonic() - began
+        load_end_ms = int(time.time() * 1000)
+        await asyncio.gather(*pending)
+        processed_at_end = worker_events(port) - base_events
+        expected = sum(1 for n in per_cust.values() if n >= k)
+        got = await wait_until(lambda: len(alerts) >= expected, p.wait_s, every_s=0.1)
+        waited_until_ms = int(time.time() * 1000)
+        processed_total = worker_events(port) - base_events
+        after_s = time.monotonic() - began - load_s
+        rss = proc_status(worker.proc.pid)
+        lat = sorted(float(a_ms - e_ms) for e_ms, a_ms, _t in alerts.values())
+        missing = expected - len(alerts)
+        result.update({
+            "events_sent": sent,
+            "achieved_offered_rate": sent / load_s,
+            "worker_rate_during_load": processed_at_end / load_s,
+            "backlog_at_load_end": max(0, sent - int(processed_at_end)),
+            "worker_processed_by_end_of_wait": int(processed_total),
+            "wait_after_load_s": round(after_s, 2),
+            "alerts_expected": expected,
+            "alerts_received": len(alerts),
+            "alerts_missing": missing,
+            "all_alerts_received": got,
+            "p50_ms": percentile(lat, 0.50),
+            "p99_ms": percentile(lat, 0.99),
+            "max_ms": lat[-1] if lat else None,
+            "mean_ms": sum(lat) / len(lat) if lat else None,
+            # Missing alerts were not appended by the end of the wait, so each one's
+            # latency is at least this (its event was produced before the load ended).
+            "missing_latency_at_least_ms": (waited_until_ms - load_end_ms
+                                            if missing else None),
+            "timestamp_type": ("LogAppendTime" if alerts and all(t == 1 for *_x, t in
+                                                                 alerts.values())
+                               else "CreateTime" if alerts else None),
+            "worker_rss_bytes": rss.get("VmRSS"),
+            "series": _series(alerts),
+        })
+        log(f"latency: {rate}/s offered ({result['achieved_offered_rate']:,.0f} achieved), "
+            f"worker {result['worker_rate_during_load']:,.0f}/s, "
+            f"alerts {len(alerts)}/{expected}, p50 {result['p50_ms']} p99 {result['p99_ms']} "
+            f"max {result['max_ms']} ms")
+    finally:
+        stop.set()
+        await producer.stop()
+        await tail
+        worker.stop(timeout_s=30)
+    return result
+
+
+def _series(alerts: dict[str, tuple[int, int, int]], points: int = 400) -> list[list[float]]:
+    """(seconds since the first crossing event, latency ms), at most ``points`` of them."""
+    rows = sorted((e, a - e) for e, a, _t in alerts.values())
+    if not rows:
+        return []
+    step = max(1, len(rows) // points)
+    t0 = rows[0][0]
+    return [[round((e - t0) / 1000, 3), float(lat)] for e, lat in rows[::step]]
+
+
+async def run_latency(bootstrap: str, workdir: Path, p: LatencyParams,
+                      log: Any = print) -> dict[str, Any]:
+    runs = []
+    for rate in p.rates:
+        try:
+            runs.append(await run_one(bootstrap, workdir, rate, p, log))
+        except Exception as exc:  # one load failing must not hide the others' figures
+            log(f"latency: {rate}/s failed: {exc!r}")
+            runs.append({"offered_rate": rate, "error": repr(exc)})
+    return {"params": asdict(p), "runs": runs}

@@ -1,0 +1,151 @@
+"""Scale: worker throughput, resident memory, RocksDB size and recovery time with the
+state of N customers.
+
+For each N a fresh pipeline gets N pre-loaded records, one per customer, each a packed
+array of one event per meter (4 events), all in the current hour, so the state ends up
+with N customers x 4 open window records plus spend and dedup records. One worker builds
+that state (timed from its first processed event to the last, polled from /metrics
+every 0.25 s, with its RSS), then is killed with SIGKILL: without its clean-shutdown
+marker it discards the local RocksDB and restores from the changelog alone. Recovery
+time is from the restart to /ready, and to the first new event processed.
+
+Every phase is bounded in time; a build that does not finish reports the events it
+processed and its rate, and the recovery is still measured on the partial state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from benchmarks.common import (
+    PARTITIONS,
+    dir_size,
+    http_get,
+    proc_status,
+    produce_records,
+    wait_until,
+    worker_events,
+)
+from streams.testing.pipeline import PipelineEnv, _free_port
+
+METERS = ("cpu_seconds", "gpu_seconds", "memory_gb_seconds", "executions")
+
+
+@dataclass
+class ScaleParams:
+    customers: list[int]
+    build_timeout_s: float = 600.0
+    recovery_timeout_s: float = 300.0
+
+
+def _records(n: int, now_ms: int) -> list[tuple[bytes, bytes]]:
+    out = []
+    for i in range(n):
+        c = f"s{i:07d}"
+        out.append((c.encode(), orjson.dumps([
+            {"id": f"e{i}-{m}", "customer": c, "meter": m, "value": "1", "timestamp": now_ms}
+            for m in METERS])))
+    return out
+
+
+async def run_one(bootstrap: str, workdir: Path, customers: int, p: ScaleParams,
+                  log: Any = print) -> dict[str, Any]:
+    env = PipelineEnv(bootstrap, workdir / f"c{customers}", partitions=PARTITIONS,
+                      window_s=3600, grace_s=5, idle_close_after_s=60)
+    os.makedirs(env.workdir, exist_ok=True)
+    await env.create_topics()
+    topic = env.settings().topics.events
+    # Event time a minute ago: in the current hour's window unless the hour just turned,
+    # which only changes which window the records land in, not how many.
+    records = _records(customers, int(time.time() * 1000) - 60_000)
+    produce_s = await produce_records(bootstrap, topic, records)
+    del records
+    expected = customers * len(METERS)
+    port = _free_port()
+    launched = time.monotonic()
+    worker = env.start_worker("s1", web_port=port)
+    res: dict[str, Any] = {"customers": customers, "events": expected,
+                           "produce_s": round(produce_s, 2)}
+    try:
+        first = None
+        rss_samples: list[int] = []
+        processed = 0.0
+        deadline = launched + p.build_timeout_s
+        while time.monotonic() < deadline and worker.alive():
+            processed = worker_events(port)
+            if first is None and processed > 0:
+                first = time.monotonic()
+            rss = proc_status(worker.proc.pid).get("VmRSS")
+            if rss:
+                rss_samples.append(rss)
+            if processed >= expected:
+                break
+            await asyncio.sleep(0.25)
+        done = time.monotonic() if processed >= expected else None
+        build_s = (done - first) if done and first else None
+        await asyncio.sleep(3)  # let Faust commit offsets and flush the changelog
+        status = proc_status(worker.proc.pid)
+        res.update({
+            "build_done": done is not None,
+            "processed": int(processed),
+            "build_s": round(build_s, 2) if build_s else None,
+            "events_per_s": (expected / build_s if build_s
+                             else (processed / (time.monotonic() - first) if first else None)),
+            "rss_after_build_bytes": status.get("VmRSS"),
+            "peak_rss_bytes": status.get("VmHWM"),
+            "rss_samples_max_bytes": max(rss_samples) if rss_samples else None,
+            "state_dir_bytes": dir_size(worker.state_dir),
+        })
+        log(f"scale: {customers} customers: build "
+            f"{'done' if done else 'NOT done'} in {res['build_s']} s "
+            f"({res['events_per_s'] or 0:,.0f} events/s), RSS "
+            f"{(res['rss_after_build_bytes'] or 0) / 2**20:.0f} MiB, state "
+            f"{res['state_dir_bytes'] / 2**20:.1f} MiB")
+        worker.kill()
+        restart = time.monotonic()
+        worker = env.start_worker("s1", web_port=port)
+        ready = await wait_until(
+            lambda: http_get(f"http://127.0.0.1:{port}/ready")[0] == 200,
+            p.recovery_timeout_s, every_s=0.2)
+        ready_s = time.monotonic() - restart if ready else None
+        first_event_s = None
+        if ready:
+            await produce_records(bootstrap, topic, [(b"s0000000", orjson.dumps(
+                {"id": "probe", "customer": "s0000000", "meter": "cpu_seconds", "value": "1",
+                 "timestamp": int(time.time() * 1000)}))])
+            if await wait_until(lambda: worker_events(port) >= 1, 60, every_s=0.1):
+                first_event_s = time.monotonic() - restart
+        status = proc_status(worker.proc.pid)
+        res.update({
+            "recovery_to_ready_s": round(ready_s, 2) if ready_s else None,
+            "recovery_to_first_event_s": round(first_event_s, 2) if first_event_s else None,
+            "recovery_timeout_s": p.recovery_timeout_s,
+            "rss_after_recovery_bytes": status.get("VmRSS"),
+            "state_dir_after_recovery_bytes": dir_size(worker.state_dir),
+        })
+        log(f"scale: {customers} customers: recovery ready in {res['recovery_to_ready_s']} s, "
+            f"first event {res['recovery_to_first_event_s']} s")
+    finally:
+        env.stop_all()
+    return res
+
+
+async def run_scale(bootstrap: str, workdir: Path, p: ScaleParams,
+                    log: Any = print) -> dict[str, Any]:
+    runs = []
+    for n in p.customers:
+        try:
+            runs.append(await run_one(bootstrap, workdir, n, p, log))
+        except Exception as exc:  # report the sizes that worked
+            log(f"scale: {n} customers failed: {exc!r}")
+            runs.append({"customers": n, "error": repr(exc)})
+    rss = [r["rss_after_build_bytes"] for r in runs if r.get("rss_after_build_bytes")]
+    return {"params": asdict(p), "runs": runs,
+            "rss_growth_max_over_min": (max(rss) / min(rss)) if len(rss) >= 2 else None}

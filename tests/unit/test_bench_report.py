@@ -1,0 +1,73 @@
+"""The benchmark report: goals check and Markdown table from a results document."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib")
+
+from benchmarks.common import milli, percentile
+from benchmarks.drain import DrainRun, summarize
+from benchmarks.report import goals, markdown, write
+
+
+def _run(contender: str, rate: float | None, pack: int = 1, ok: bool = True) -> DrainRun:
+    return DrainRun(contender, pack, 0, 1000, 1000, ok, True if ok else None, rate,
+                    rate, 1.0, 2.0, 1000 if ok else 10, 50 * 2**20, None)
+
+
+def _results() -> dict[str, object]:
+    runs = [_run("raw_floor", 100_000.0), _run("meterstream", 60_000.0),
+            _run("naive_faust", 10_000.0), _run("quix", None, ok=False)]
+    return {
+        "mode": "quick", "machine": {"cpus": 2},
+        "drain": {"summary": summarize(runs), "runs": [], "workloads": []},
+        "latency": {"runs": [{"offered_rate": 10_000, "achieved_offered_rate": 9_990.0,
+                              "worker_rate_during_load": 9_000.0, "backlog_at_load_end": 5,
+                              "alerts_received": 9, "alerts_expected": 10, "alerts_missing": 1,
+                              "missing_latency_at_least_ms": 3000, "all_alerts_received": False,
+                              "p50_ms": 20.0, "p99_ms": 90.0, "max_ms": 95.0, "series": []}]},
+        "scale": {"runs": [], "rss_growth_max_over_min": 1.1},
+    }
+
+
+def test_summary_ratios_use_the_same_run() -> None:
+    rows = {r["contender"]: r for r in summarize(
+        [_run("raw_floor", 100_000.0), _run("meterstream", 60_000.0),
+         _run("naive_faust", 10_000.0)])}
+    assert rows["meterstream"]["ratio_to_raw_floor"] == pytest.approx(0.6)
+    assert rows["naive_faust"]["meterstream_over_this"] == pytest.approx(6.0)
+
+
+def test_goals_report_misses_and_unfinished_runs() -> None:
+    by_goal = {(g["goal"]): g for g in goals(_results())}
+    assert by_goal["drain_vs_raw_floor"]["met"] is True
+    assert by_goal["drain_vs_naive_faust"]["met"] is True
+    assert by_goal["drain_vs_quix"]["met"] is False  # quix never finished: no ratio
+    assert by_goal["events_per_s_per_process"]["met"] is False
+    # p99 under target but an alert is missing: a lower bound, not a pass
+    assert by_goal["alert_p99_ms_at_10k"]["met"] is False
+    assert by_goal["rss_growth_max_over_min"]["met"] is True
+
+
+def test_markdown_table_and_files(tmp_path: Path) -> None:
+    results = _results()
+    results["goals"] = goals(results)
+    md = markdown(results)
+    assert "| single | meterstream | 60,000 | 0.6000 |" in md
+    assert "not done" in md
+    assert "9/10 (missing ones >= 3,000 ms)" in md
+    write(_results(), tmp_path)
+    assert (tmp_path / "results.json").exists() and (tmp_path / "results.md").exists()
+    assert (tmp_path / "drain.png").exists() and (tmp_path / "latency.png").exists()
+
+
+def test_helpers() -> None:
+    assert milli("12.5") == 12_500 and milli("0.005") == 5 and milli("7") == 7_000
+    with pytest.raises(ValueError):
+        milli("1.2345")
+    assert percentile([3.0, 1.0, 2.0, 4.0], 0.5) == 2.0
+    assert percentile([float(i) for i in range(1, 101)], 0.99) == 99.0
+    assert percentile([], 0.5) is None
