@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from streams.core import events
+from streams.core import events, rfc3339
 from streams.core.events import (
     MAX_PACKED_EVENTS,
     MAX_RECORD_BYTES,
@@ -354,7 +354,7 @@ def test_memos_do_not_leak_between_fields_or_grow_without_bound() -> None:
         validate_event(
             event(value=f"{i}.5", meter=f"m{i}", timestamp=f"2026-11-05T12:00:00.{i:04d}Z")
         )
-    for memo in (events._valid_meters, events._decimal_memo, events._suffix_memo):
+    for memo in (events._valid_meters, events._decimal_memo, rfc3339._suffix_memo):
         assert len(memo) <= events._MEMO_LIMIT
 
 
