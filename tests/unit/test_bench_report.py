@@ -6,8 +6,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("matplotlib")
-
 from benchmarks.common import milli, percentile
 from benchmarks.drain import DrainRun, summarize
 from benchmarks.report import goals, markdown, write
