@@ -143,10 +143,10 @@ async def tail_alerts(
     Returns the number of distinct alerts handled. Offsets are committed per record,
     after the record was handled (printed, and accepted by the webhook when one is set).
     """
-    from streams.sink.kafka_io import client_kwargs
+    from streams.kafka_client import connection_options
 
     consumer = AIOKafkaConsumer(
-        **client_kwargs(settings.kafka),
+        **connection_options(settings.kafka),
         client_id=f"{settings.kafka.client_id}-alerts-tail",
         group_id=group_id or f"{settings.worker.app_id}-alerts-tail",
         enable_auto_commit=False,

@@ -1,4 +1,5 @@
-"""The producer's use of aiokafka: client options from settings, a forced stop, and
+"""meterstream's use of aiokafka: connection options from settings (for every client:
+producers, consumers, the admin client), the producer's options, a forced stop, and
 sending a chunk of spooled records with per-record acknowledgement.
 
 The only other module that touches aiokafka's producer API is streams.producer (its hot
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import ssl
 from typing import Any
 
 from aiokafka.codec import has_lz4, has_zstd
@@ -20,7 +22,14 @@ from aiokafka.partitioner import murmur2
 from streams.config import KafkaSettings
 from streams.errors import ProducerError
 
-__all__ = ["client_options", "default_compression", "force_stop", "send_records"]
+__all__ = [
+    "client_options",
+    "connection_options",
+    "default_compression",
+    "force_stop",
+    "send_records",
+    "ssl_context",
+]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +43,39 @@ def default_compression() -> str:
     return "gzip"
 
 
+def ssl_context(settings: KafkaSettings) -> ssl.SSLContext | None:
+    """The TLS context for SSL and SASL_SSL (CA, client certificate), else None."""
+    s = settings
+    if s.security_protocol not in ("SSL", "SASL_SSL"):
+        return None
+    context: ssl.SSLContext = create_ssl_context(
+        cafile=str(s.ssl_cafile) if s.ssl_cafile else None,
+        certfile=str(s.ssl_certfile) if s.ssl_certfile else None,
+        keyfile=str(s.ssl_keyfile) if s.ssl_keyfile else None,
+        password=s.ssl_password.get_secret_value() if s.ssl_password else None,
+    )
+    return context
+
+
+def connection_options(settings: KafkaSettings) -> dict[str, Any]:
+    """Keyword arguments every aiokafka client needs: bootstrap servers, security protocol,
+    TLS context and SASL credentials (secrets are unwrapped here and nowhere logged)."""
+    s = settings
+    options: dict[str, Any] = {
+        "bootstrap_servers": s.bootstrap_servers,
+        "security_protocol": s.security_protocol,
+    }
+    context = ssl_context(s)
+    if context is not None:
+        options["ssl_context"] = context
+    if s.sasl_mechanism is not None:
+        options["sasl_mechanism"] = s.sasl_mechanism
+        options["sasl_plain_username"] = s.sasl_username
+        if s.sasl_password is not None:
+            options["sasl_plain_password"] = s.sasl_password.get_secret_value()
+    return options
+
+
 def client_options(
     settings: KafkaSettings,
     bootstrap_servers: str,
@@ -42,20 +84,12 @@ def client_options(
     max_batch_size: int,
     request_timeout_ms: int,
 ) -> dict[str, Any]:
-    """Keyword arguments of AIOKafkaProducer: idempotent, acks=all, TLS and SASL from the
-    settings (secrets are unwrapped here and nowhere logged)."""
-    s = settings
-    ssl_context = None
-    if s.security_protocol in ("SSL", "SASL_SSL"):
-        ssl_context = create_ssl_context(
-            cafile=str(s.ssl_cafile) if s.ssl_cafile else None,
-            certfile=str(s.ssl_certfile) if s.ssl_certfile else None,
-            keyfile=str(s.ssl_keyfile) if s.ssl_keyfile else None,
-            password=s.ssl_password.get_secret_value() if s.ssl_password else None,
-        )
+    """Keyword arguments of AIOKafkaProducer: idempotent, acks=all, plus the connection
+    options of the settings (with ``bootstrap_servers`` as given)."""
     return {
+        **connection_options(settings),
         "bootstrap_servers": bootstrap_servers,
-        "client_id": s.client_id,
+        "client_id": settings.client_id,
         "enable_idempotence": True,
         "acks": "all",
         "compression_type": None if compression == "none" else compression,
@@ -63,11 +97,6 @@ def client_options(
         "max_batch_size": max_batch_size,
         "max_request_size": max(1_048_576, max_batch_size + 65_536),
         "request_timeout_ms": request_timeout_ms,
-        "security_protocol": s.security_protocol,
-        "ssl_context": ssl_context,
-        "sasl_mechanism": s.sasl_mechanism or "PLAIN",
-        "sasl_plain_username": s.sasl_username,
-        "sasl_plain_password": s.sasl_password.get_secret_value() if s.sasl_password else None,
     }
 
 

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from streams.config import KafkaSettings, Settings
+from streams.config import Settings
+from streams.kafka_client import connection_options
 
-__all__ = ["TopicPlan", "create_topics", "kafka_client_options", "topic_plan"]
+__all__ = ["TopicPlan", "create_topics", "topic_plan"]
 
 log = logging.getLogger(__name__)
 
@@ -27,30 +28,6 @@ class TopicPlan:
     partitions: int
     replication_factor: int
     config: dict[str, str]
-
-
-def kafka_client_options(k: KafkaSettings) -> dict[str, object]:
-    """aiokafka connection options (bootstrap, TLS, SASL) from the settings."""
-    import ssl
-
-    opts: dict[str, object] = {
-        "bootstrap_servers": k.bootstrap_servers,
-        "client_id": k.client_id,
-        "security_protocol": k.security_protocol,
-    }
-    if k.security_protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=str(k.ssl_cafile) if k.ssl_cafile else None)
-        if k.ssl_certfile:
-            password = k.ssl_password.get_secret_value() if k.ssl_password else None
-            context.load_cert_chain(str(k.ssl_certfile), str(k.ssl_keyfile or k.ssl_certfile),
-                                    password=password)
-        opts["ssl_context"] = context
-    if k.security_protocol.startswith("SASL_"):
-        assert k.sasl_password is not None
-        opts["sasl_mechanism"] = k.sasl_mechanism
-        opts["sasl_plain_username"] = k.sasl_username
-        opts["sasl_plain_password"] = k.sasl_password.get_secret_value()
-    return opts
 
 
 def topic_plan(settings: Settings) -> list[TopicPlan]:
@@ -73,7 +50,8 @@ def topic_plan(settings: Settings) -> list[TopicPlan]:
 async def create_topics(settings: Settings) -> dict[str, str]:
     """Create missing topics; return ``{topic: "created" | "exists" | problem}``."""
     plans = topic_plan(settings)
-    admin = AIOKafkaAdminClient(**kafka_client_options(settings.kafka))
+    admin = AIOKafkaAdminClient(**connection_options(settings.kafka),
+                                client_id=settings.kafka.client_id)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -78,9 +78,9 @@ class Monitor:
 
     async def _topics(self) -> None:
         t = self.settings.topics
-        from streams.sink.kafka_io import client_kwargs
+        from streams.kafka_client import connection_options
 
-        consumer = AIOKafkaConsumer(**client_kwargs(self.settings.kafka), group_id=None,
+        consumer = AIOKafkaConsumer(**connection_options(self.settings.kafka), group_id=None,
                                     enable_auto_commit=False, auto_offset_reset="earliest")
         await consumer.start()
         try:

@@ -107,11 +107,11 @@ class DlqRejects:
     def __init__(self, kafka: KafkaSettings, topic: str) -> None:
         from aiokafka import AIOKafkaProducer
 
-        from streams.sink.kafka_io import client_kwargs
+        from streams.kafka_client import connection_options
 
         self.topic = topic
         self._producer: Any = AIOKafkaProducer(
-            **client_kwargs(kafka), client_id=f"{kafka.client_id}-import-dlq",
+            **connection_options(kafka), client_id=f"{kafka.client_id}-import-dlq",
             acks="all", enable_idempotence=True, linger_ms=20)
         self._pending: list[asyncio.Future[Any]] = []
 

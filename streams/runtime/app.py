@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +17,7 @@ import faust
 from streams.config import Settings
 from streams.core.aggregate import Aggregator, CoreConfig
 from streams.core.pricing import MeterRule
+from streams.kafka_client import ssl_context
 from streams.runtime.processor import (
     TICK_HEADER,
     BatchProcessor,
@@ -54,13 +54,7 @@ def core_config(settings: Settings) -> CoreConfig:
 
 def _broker_credentials(settings: Settings) -> Any:
     k = settings.kafka
-    context: ssl.SSLContext | None = None
-    if k.security_protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=str(k.ssl_cafile) if k.ssl_cafile else None)
-        if k.ssl_certfile:
-            password = k.ssl_password.get_secret_value() if k.ssl_password else None
-            context.load_cert_chain(str(k.ssl_certfile), str(k.ssl_keyfile or k.ssl_certfile),
-                                    password=password)
+    context = ssl_context(k)
     if k.security_protocol.startswith("SASL_"):
         assert k.sasl_password is not None and k.sasl_mechanism is not None
         return faust.SASLCredentials(

@@ -17,7 +17,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.config import KafkaSettings
-from streams.sink.kafka_io import client_kwargs, partitions_of
+from streams.kafka_client import connection_options
+from streams.sink.kafka_io import partitions_of
 
 __all__ = ["CustomerDirectory", "CustomersReader", "HeldSummaries", "parse_customer_record"]
 
@@ -136,7 +137,7 @@ class CustomersReader:
         self.directory = directory
         self.ready = asyncio.Event()
         self._consumer = AIOKafkaConsumer(
-            **client_kwargs(kafka),
+            **connection_options(kafka),
             client_id=client_id,
             group_id=None,
             enable_auto_commit=False,

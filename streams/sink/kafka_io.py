@@ -1,4 +1,4 @@
-"""The sink's Kafka plumbing: client options, reading a topic to its end, the DLQ writer."""
+"""The sink's Kafka plumbing: reading a topic to its end, the DLQ writer."""
 
 from __future__ import annotations
 
@@ -12,41 +12,19 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.helpers import create_ssl_context
 
 from streams.config import KafkaSettings
+from streams.kafka_client import connection_options
 
 __all__ = [
     "DeadLetterWriter",
     "Source",
-    "client_kwargs",
     "dead_letter_envelope",
     "partitions_of",
     "read_to_end",
 ]
 
 log = logging.getLogger(__name__)
-
-
-def client_kwargs(kafka: KafkaSettings) -> dict[str, Any]:
-    """aiokafka connection options (bootstrap, security) from the settings."""
-    kwargs: dict[str, Any] = {
-        "bootstrap_servers": kafka.bootstrap_servers,
-        "security_protocol": kafka.security_protocol,
-    }
-    if kafka.sasl_mechanism is not None:
-        kwargs["sasl_mechanism"] = kafka.sasl_mechanism
-        kwargs["sasl_plain_username"] = kafka.sasl_username
-        if kafka.sasl_password is not None:
-            kwargs["sasl_plain_password"] = kafka.sasl_password.get_secret_value()
-    if kafka.security_protocol in ("SSL", "SASL_SSL"):
-        kwargs["ssl_context"] = create_ssl_context(
-            cafile=str(kafka.ssl_cafile) if kafka.ssl_cafile else None,
-            certfile=str(kafka.ssl_certfile) if kafka.ssl_certfile else None,
-            keyfile=str(kafka.ssl_keyfile) if kafka.ssl_keyfile else None,
-            password=kafka.ssl_password.get_secret_value() if kafka.ssl_password else None,
-        )
-    return kwargs
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +66,7 @@ class DeadLetterWriter:
     def __init__(self, kafka: KafkaSettings, topic: str) -> None:
         self.topic = topic
         self._producer = AIOKafkaProducer(
-            **client_kwargs(kafka),
+            **connection_options(kafka),
             client_id=f"{kafka.client_id}-sink-dlq",
             acks="all",
             enable_idempotence=True,
@@ -129,7 +107,7 @@ async def read_to_end(
     """Every committed record of ``topic`` from the beginning to the end offsets taken at
     start; a fresh group-less consumer, so nothing is committed anywhere."""
     consumer = AIOKafkaConsumer(
-        **client_kwargs(kafka),
+        **connection_options(kafka),
         client_id=client_id,
         group_id=None,
         enable_auto_commit=False,

@@ -45,9 +45,10 @@ from aiokafka.errors import KafkaError
 
 from streams.config import Settings
 from streams.errors import ConfigError
+from streams.kafka_client import connection_options
 from streams.sink.customers import CustomerDirectory, CustomersReader, HeldSummaries
 from streams.sink.dispatch import Dispatcher, Work
-from streams.sink.kafka_io import DeadLetterWriter, Source, client_kwargs
+from streams.sink.kafka_io import DeadLetterWriter, Source
 from streams.sink.metrics import SinkMetrics, default_metrics
 from streams.sink.model import MeterEventClient
 from streams.sink.offsets import PartitionOffsets
@@ -103,7 +104,7 @@ class StripeSink:
         self._dlq = DeadLetterWriter(kafka, settings.topics.summaries_dlq)
         self._dlq_backoff = Backoff(base_s=0.5, cap_s=10.0)
         self._consumer = AIOKafkaConsumer(
-            **client_kwargs(kafka),
+            **connection_options(kafka),
             client_id=f"{kafka.client_id}-sink",
             group_id=self.group_id,
             enable_auto_commit=False,

@@ -135,11 +135,11 @@ class PipelineEnv:
 
         Connects like the workers do (``METERSTREAM_KAFKA__*`` in ``extra_env``: TLS, SASL).
         """
-        from streams.sink.kafka_io import client_kwargs
+        from streams.kafka_client import connection_options
 
         settings = self.settings()
         producer = AIOKafkaProducer(
-            **client_kwargs(settings.kafka), enable_idempotence=True, acks="all",
+            **connection_options(settings.kafka), enable_idempotence=True, acks="all",
             linger_ms=linger_ms, max_batch_size=256 * 1024, compression_type="lz4",
         )
         await producer.start()
@@ -184,10 +184,10 @@ async def read_topic(
     after ``timeout_s``. Each message dict gets ``_partition`` and ``_offset``.
     ``kafka``: connect with these settings (TLS, SASL) instead of plain ``bootstrap``.
     """
-    from streams.sink.kafka_io import client_kwargs
+    from streams.kafka_client import connection_options
 
     connection: dict[str, Any] = (
-        client_kwargs(kafka) if kafka is not None else {"bootstrap_servers": bootstrap}
+        connection_options(kafka) if kafka is not None else {"bootstrap_servers": bootstrap}
     )
     consumer = AIOKafkaConsumer(
         **connection, enable_auto_commit=False, auto_offset_reset="earliest", group_id=None,
