@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from streams.core.aggregate import Aggregator, CoreConfig, SourceRecord
 from streams.core.pricing import MeterRule
 from streams.core.windows import period_of
+from streams.testing.memory_state import MemoryState
 
 T0 = 1_795_000_000_000 - 1_795_000_000_000 % 3_600_000  # an hour boundary in Nov 2026
 WINDOW_MS = 60_000
@@ -33,21 +34,6 @@ CONFIG = CoreConfig(
     meters=METERS, window_ms=WINDOW_MS, grace_ms=GRACE_MS, idle_bound_ms=1_000,
     dedup_horizon_ms=3_600_000, default_thresholds=(Decimal(50), Decimal(400)),
 )
-
-
-class DictStore:
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-
-    def get(self, key: str) -> bytes | None:
-        return self.data.get(key)
-
-    def apply(self, writes: list[tuple[str, bytes | None]]) -> None:
-        for k, v in writes:
-            if v is None:
-                self.data.pop(k, None)
-            else:
-                self.data[k] = v
 
 
 @dataclass(frozen=True)
@@ -149,7 +135,7 @@ def test_totals_equal_recount_any_batching(
     workload: tuple[list[SourceRecord], list[Ev]], data: st.DataObject
 ) -> None:
     records, distinct = workload
-    store = DictStore()
+    store = MemoryState()
     agg = Aggregator(CONFIG)
     summaries, alerts = [], []
     i = 0
@@ -172,7 +158,7 @@ def test_crashes_and_replays_never_lose_or_double_count(
 ) -> None:
     """Crash mid-batch: a prefix of the batch's writes survives; replay from the commit."""
     records, distinct = workload
-    store = DictStore()
+    store = MemoryState()
     agg = Aggregator(CONFIG)
     summaries, alerts = [], []
     committed = 0  # next offset to read after a restart
@@ -200,7 +186,7 @@ def test_crashes_and_replays_never_lose_or_double_count(
 
 
 def test_invalid_and_semantic_rejections_are_dead_lettered() -> None:
-    store = DictStore()
+    store = MemoryState()
     agg = Aggregator(CONFIG)
     ts = T0 + 1000
     recs = [
@@ -229,7 +215,7 @@ def test_invalid_and_semantic_rejections_are_dead_lettered() -> None:
 
 
 def test_one_changelog_order_partition_record_last() -> None:
-    store = DictStore()
+    store = MemoryState()
     agg = Aggregator(CONFIG)
     ev = {"id": "x", "customer": "acme", "meter": "cpu", "value": "1", "timestamp": T0}
     res = agg.process(3, [SourceRecord(7, T0, "acme", orjson.dumps(ev))], store, now_ms=T0)

@@ -32,6 +32,7 @@ from streams.core.events import (
 from streams.core.pricing import MeterRule
 from streams.runtime.processor import _tick_of
 from streams.testing.hostile import SUM_METERS, hostile_workload
+from streams.testing.memory_state import MemoryState
 
 SEMANTIC = {"unknown_meter", "in_future", "too_old"}
 DOCUMENTED = REASONS | SEMANTIC
@@ -43,21 +44,6 @@ CONFIG = CoreConfig(
 )
 HOSTILE = settings(max_examples=300, deadline=None,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-
-
-class DictStore:
-    def __init__(self) -> None:
-        self.data: dict[str, bytes] = {}
-
-    def get(self, key: str) -> bytes | None:
-        return self.data.get(key)
-
-    def apply(self, writes: list[tuple[str, bytes | None]]) -> None:
-        for k, v in writes:
-            if v is None:
-                self.data.pop(k, None)
-            else:
-                self.data[k] = v
 
 
 def events_in(value: bytes | None) -> int:
@@ -180,7 +166,7 @@ def test_huge_array_and_deep_nesting() -> None:
 
 
 def run_core(records: list[SourceRecord], batch: int) -> tuple[Counter[str], list[Any], Any]:
-    agg, store = Aggregator(CONFIG), DictStore()
+    agg, store = Aggregator(CONFIG), MemoryState()
     outcomes: Counter[str] = Counter()
     dead: list[Any] = []
     for i in range(0, len(records), batch):

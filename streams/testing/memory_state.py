@@ -1,0 +1,23 @@
+"""An in-memory state for the pure aggregator: a dict behind the core's StateReader."""
+
+from __future__ import annotations
+
+__all__ = ["MemoryState"]
+
+
+class MemoryState:
+    """Reads like one partition's table; ``apply`` writes a batch's result in order."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, bytes] = {}
+
+    def get(self, key: str) -> bytes | None:
+        return self.data.get(key)
+
+    def apply(self, writes: list[tuple[str, bytes | None]]) -> None:
+        """Apply writes in order; None deletes."""
+        for key, value in writes:
+            if value is None:
+                self.data.pop(key, None)
+            else:
+                self.data[key] = value
