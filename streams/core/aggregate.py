@@ -39,7 +39,7 @@ import orjson
 
 from streams.core.events import UsageEvent, decode_record
 from streams.core.money import EXACT
-from streams.core.pricing import CustomerTerms, MeterRule, thresholds_for
+from streams.core.pricing import CustomerTerms, MeterRule, Threshold, thresholds_for
 from streams.core.state import (
     POS_SCALE,
     DedupRec,
@@ -173,6 +173,11 @@ class _Batch:
         raw = store.get(partition_key(p))
         self.part = PartitionRec.decode(raw) if raw else PartitionRec()
         self.pending: dict[str, None] = dict.fromkeys(self.part.pending)
+        # Fixed for the length of one (synchronous) batch, so computed once per key:
+        # a customer's thresholds (a table read plus a sort), and a window's billing
+        # period with the time its spend record expires.
+        self.thresholds: dict[str, tuple[Threshold, ...]] = {}
+        self.periods: dict[int, tuple[str, int]] = {}
         # Redo the deletions the previous batch started: a crash may have cut them off.
         redo, self.part.deleting = self.part.deleting, []
         for t in redo:
@@ -347,22 +352,43 @@ class _Batch:
             return True
         return first == pos
 
+    def _period(self, ws: int) -> tuple[str, int]:
+        """The billing period of window ``ws`` and when its spend records expire.
+
+        A window never straddles two periods: windows divide a day and are UTC-aligned.
+        """
+        try:
+            return self.periods[ws]
+        except KeyError:
+            cfg = self.cfg
+            period = period_of(ws)
+            expiry = period_bounds_ms(period)[1] + cfg.max_age_ms + cfg.grace_ms + cfg.window_ms
+            self.periods[ws] = (period, expiry)
+            return period, expiry
+
+    def _thresholds(self, customer: str) -> tuple[Threshold, ...]:
+        try:
+            return self.thresholds[customer]
+        except KeyError:
+            found = thresholds_for(self.terms(customer), self.cfg.default_thresholds)
+            self.thresholds[customer] = found
+            return found
+
     def _spend(self, ev: UsageEvent, pos: int, rule: MeterRule, qty: Decimal, shard: int) -> None:
         cfg = self.cfg
-        period = period_of(ev.timestamp_ms)
+        period, expiry = self._period(window_start(ev.timestamp_ms, cfg.window_ms))
         skey = spend_key(ev.customer, period)
         s: SpendRec | None = self._load(skey, SpendRec.decode)
         if s is None:
             s = SpendRec(ev.customer, period)
-        end = period_bounds_ms(period)[1]
-        self._expire_at(end + cfg.max_age_ms + cfg.grace_ms + cfg.window_ms, shard, skey)
+        self._expire_at(expiry, shard, skey)
         if pos <= s.applied:
             return
         s.totals[ev.meter] = EXACT.add(s.totals.get(ev.meter, Decimal(0)), qty)
         s.spend_minor = EXACT.add(s.spend_minor, EXACT.multiply(qty, rule.unit_price_minor))
         s.applied = pos
         s.last_event_ms = max(s.last_event_ms, ev.timestamp_ms)
-        for t in thresholds_for(self.terms(ev.customer), cfg.default_thresholds):
+        for t in self._thresholds(ev.customer):
             if s.spend_minor < t.amount_minor:
                 break
             if t.id not in s.fired:
@@ -431,7 +457,8 @@ class _Batch:
         self.out.summaries.append(summary_dict(
             customer=w.customer, meter=w.meter, aggregation=rule.aggregation,
             window_start_ms=w.ws, window_ms=self.cfg.window_ms, seq=seq, total=w.value,
-            delta=delta, event_count=w.count, period=period_of(w.ws), emitted_at_ms=self.now_ms,
+            delta=delta, event_count=w.count, period=self._period(w.ws)[0],
+            emitted_at_ms=self.now_ms,
         ))
         self.out.outcomes["summary:final" if seq == 0 else "summary:correction"] += 1
         w.emitted_seq = seq
