@@ -37,7 +37,7 @@ from typing import Any, Protocol
 
 import orjson
 
-from streams.core.events import UsageEvent, decode_record
+from streams.core.events import UsageEvent, decode_record, encode_event
 from streams.core.money import EXACT
 from streams.core.pricing import CustomerTerms, MeterRule, Threshold, thresholds_for
 from streams.core.state import (
@@ -503,6 +503,4 @@ def _encode(val: Any) -> bytes:
 def _original(rec: SourceRecord, ev: UsageEvent, single: bool) -> bytes:
     if single and rec.value is not None:
         return rec.value
-    from streams.core.events import encode_event
-
     return orjson.dumps(encode_event(ev))
