@@ -48,6 +48,9 @@ Pair = tuple[str, str]
 # Finished summary ids remembered for in-process dedup. Forgetting one is harmless: the
 # identifier is deterministic, so Stripe answers "already have it".
 DONE_IDS_MAX = 500_000
+# After a call timed out, Stripe may still be executing it: the retry waits at least this
+# many client timeouts, so that two calls of one (customer, meter) are not in flight.
+TIMEOUT_RETRY_FACTOR = 2.0
 
 
 @dataclass(slots=True, eq=False)
@@ -359,17 +362,20 @@ class Dispatcher:
             elapsed = time.perf_counter() - started
             timeout_s = self._client_timeout_s
             if timeout_s and exc.retry_after_s is None and elapsed >= 0.9 * timeout_s:
-                # It timed out, so Stripe may still be working on it: coming back before
-                # another timeout's length would put two calls of these pairs in flight.
-                raise RetryableSinkError(str(exc), retry_after_s=timeout_s) from exc
+                # It timed out, so Stripe may still be working on it: coming back too soon
+                # would put two calls of these pairs in flight. Wait two timeouts' length.
+                raise RetryableSinkError(str(exc),
+                                         retry_after_s=TIMEOUT_RETRY_FACTOR * timeout_s) from exc
             raise
         except PermanentSinkError:
             outcome = "permanent"
             raise
         except TimeoutError as exc:
             outcome = "retryable"
+            client_s = self._client_timeout_s
+            wait_s = TIMEOUT_RETRY_FACTOR * client_s if client_s else None
             raise RetryableSinkError("stripe call timed out (sink guard)",
-                                     retry_after_s=self._client_timeout_s) from exc
+                                     retry_after_s=wait_s) from exc
         except Exception as exc:  # an untranslated client error must not lose usage
             outcome = "retryable"
             log.exception("unexpected error from the meter event client")

@@ -176,12 +176,14 @@ async def read_topic(
     quiet_s: float = 3.0,
     timeout_s: float = 300.0,
     kafka: KafkaSettings | None = None,
+    describe: Callable[[list[dict[str, Any]]], str] | None = None,
 ) -> list[dict[str, Any]]:
     """Read a JSON topic from the beginning.
 
     Returns when ``until(messages)`` holds and nothing new arrived for ``quiet_s``, or
     (without ``until``) when the topic was quiet for ``quiet_s``. Raises TimeoutError
-    after ``timeout_s``. Each message dict gets ``_partition`` and ``_offset``.
+    after ``timeout_s``; ``describe(messages)``, if given, says in its message what is
+    still wrong. Each message dict gets ``_partition`` and ``_offset``.
     ``kafka``: connect with these settings (TLS, SASL) instead of plain ``bootstrap``.
     """
     from streams.kafka_client import connection_options
@@ -218,7 +220,8 @@ async def read_topic(
             if done and time.monotonic() - last_new >= quiet_s:
                 return out
             if time.monotonic() > deadline:
+                detail = f": {describe(out)}" if describe is not None else ""
                 raise TimeoutError(f"{topic}: condition not met after {timeout_s}s "
-                                   f"({len(out)} messages read)")
+                                   f"({len(out)} messages read){detail}")
     finally:
         await consumer.stop()

@@ -14,6 +14,7 @@ times at random points and restarted; the results must be identical.
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import socket
 import time
@@ -62,8 +63,16 @@ async def collect_and_check(env: PipelineEnv, truth: GroundTruth) -> dict[str, i
     def totals_match(msgs: list[Any]) -> bool:
         return totals_from_summaries(distinct_by_id(msgs)) == want
 
+    def difference(msgs: list[Any]) -> str:
+        got = totals_from_summaries(distinct_by_id(msgs))
+        wrong = sorted((k, got.get(k, Decimal(0)) - want.get(k, Decimal(0)))
+                       for k in set(got) | set(want) if got.get(k) != want.get(k))
+        over = sum(1 for _, d in wrong if d > 0)
+        return (f"{len(wrong)} (customer, meter) totals differ, {over} of them too high; "
+                f"first ones (got - want): {wrong[:8]}")
+
     summaries = await read_topic(env.bootstrap, s.topics.summaries, until=totals_match,
-                                 quiet_s=6, timeout_s=600)
+                                 quiet_s=6, timeout_s=600, describe=difference)
     distinct = distinct_by_id(summaries)
     got = totals_from_summaries(distinct)
     assert got == want
@@ -143,7 +152,9 @@ async def test_sigkill_three_times_gives_identical_results(
     env = PipelineEnv(kafka_bootstrap, tmp_path, partitions=4)
     await env.create_topics()
     await env.produce(records)
-    rng = random.Random(int(time.time()))
+    seed = int(os.environ.get("METERSTREAM_KILL_SEED", time.time()))
+    print(f"kill timing seed {seed} (set METERSTREAM_KILL_SEED to replay it)")
+    rng = random.Random(seed)
     port = free_port()
     worker = env.start_worker(web_port=port)
     kills = []
@@ -157,7 +168,13 @@ async def test_sigkill_three_times_gives_identical_results(
             worker.kill()
             kills.append(round(delay, 1))
             worker = env.start_worker(web_port=port)
-        stats = await collect_and_check(env, truth)
+        try:
+            stats = await collect_and_check(env, truth)
+        except TimeoutError as exc:
+            tail = "\n".join(line for line in worker.log_path.read_text().splitlines()
+                             if "DEBUG" not in line and "buffer full" not in line)[-4000:]
+            raise AssertionError(f"{exc}\nkilled after {kills} s; last worker alive: "
+                                 f"{worker.alive()}; its log ends:\n{tail}") from exc
     finally:
         env.stop_all()
     print("killed after", kills, "s; stats:", stats)
