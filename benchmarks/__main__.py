@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import os
 import shutil
 import sys
@@ -101,8 +102,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--workdir", type=Path, default=ROOT / "benchmarks" / "scratch" / "run")
     parser.add_argument("--keep", action="store_true", help="keep the scratch workdir")
     parser.add_argument("--note", default="", help="free text stored with the results")
+    parser.add_argument("--drain-events", type=int, metavar="N",
+                        help="drain N events instead of the mode's number")
     args = parser.parse_args(argv)
     mode = MODES[args.mode]
+    if args.drain_events:
+        mode = dataclasses.replace(mode, drain_events=args.drain_events,
+                                   drain_timeout_s=max(mode.drain_timeout_s,
+                                                       args.drain_events / 500))
     parts = {p.strip() for p in args.only.split(",") if p.strip()}
     unknown = parts - {"drain", "latency", "scale"}
     if unknown:

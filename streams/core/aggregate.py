@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import bisect
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -42,11 +42,11 @@ from streams.core.money import EXACT
 from streams.core.pricing import CustomerTerms, MeterRule, Threshold, thresholds_for
 from streams.core.state import (
     POS_SCALE,
-    DedupRec,
     PartitionRec,
     SpendRec,
     WindowRec,
     dedup_key,
+    dedup_prefix,
     expiry_key,
     index_key,
     partition_key,
@@ -72,6 +72,10 @@ class StateReader(Protocol):
     """Read access to one partition's state."""
 
     def get(self, key: str) -> bytes | None: ...
+
+    def keys_with_prefix(self, prefix: str) -> Iterable[str]:
+        """Every key that starts with ``prefix`` (in any order)."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,10 +182,16 @@ class _Batch:
         # period with the time its spend record expires.
         self.thresholds: dict[str, tuple[Threshold, ...]] = {}
         self.periods: dict[int, tuple[str, int]] = {}
+        # Window and spend keys whose index and expiry entries this batch has made: the
+        # entries are idempotent, so once per key per batch is enough.
+        self.registered: set[str] = set()
         # Redo the deletions the previous batch started: a crash may have cut them off.
         redo, self.part.deleting = self.part.deleting, []
         for t in redo:
             self._expire(t, record=False)
+        redo, self.part.dedup_deleting = self.part.dedup_deleting, []
+        for hour in redo:
+            self._expire_dedup(hour, record=False)
 
     # -- state access -------------------------------------------------------------------
 
@@ -286,7 +296,7 @@ class _Batch:
             return
         pos = rec.offset * POS_SCALE + index
         shard = shard_of(ev.customer)
-        if not self._dedup(ev, pos, shard):
+        if not self._dedup(ev, pos):
             self.out.outcomes["duplicate"] += 1
             return
 
@@ -294,16 +304,19 @@ class _Batch:
         w: WindowRec | None = self._load(wkey, WindowRec.decode)
         if w is None:
             w = WindowRec(ev.customer, ev.meter, ws, closed=ws + cfg.window_ms <= self.watermark)
-        # Registration is idempotent and repeated on every touch, so a crash that kept the
-        # window record but lost the partition record cannot orphan the window.
-        self._list_add(index_key(self.p, ws, shard), f"{ev.customer}\x1f{ev.meter}")
-        expiry = ws + cfg.window_ms + cfg.max_age_ms + cfg.grace_ms
-        self._expire_at(expiry, shard, wkey)
-        self._expire_at(expiry, shard, index_key(self.p, ws, shard))
-        if not w.closed:
-            i = bisect.bisect_left(self.part.open_ws, ws)
-            if i == len(self.part.open_ws) or self.part.open_ws[i] != ws:
-                self.part.open_ws.insert(i, ws)
+        if wkey not in self.registered:
+            # Registration is idempotent and repeated in every batch that touches the
+            # window, so a crash that kept the window record but lost the partition record
+            # cannot orphan the window.
+            self.registered.add(wkey)
+            self._list_add(index_key(self.p, ws, shard), f"{ev.customer}\x1f{ev.meter}")
+            expiry = ws + cfg.window_ms + cfg.max_age_ms + cfg.grace_ms
+            self._expire_at(expiry, shard, wkey)
+            self._expire_at(expiry, shard, index_key(self.p, ws, shard))
+            if not w.closed:
+                i = bisect.bisect_left(self.part.open_ws, ws)
+                if i == len(self.part.open_ws) or self.part.open_ws[i] != ws:
+                    self.part.open_ws.insert(i, ws)
         if pos <= w.applied:
             # Applied before a crash; the spend record was written before it, so it holds too.
             self.out.outcomes["replayed"] += 1
@@ -334,21 +347,20 @@ class _Batch:
         self.out.last_event_ms = ts if last is None or ts > last else last
         self._advance(ts)
 
-    def _dedup(self, ev: UsageEvent, pos: int, shard: int) -> bool:
+    def _dedup(self, ev: UsageEvent, pos: int) -> bool:
         """True when the event is new (or is the original being replayed)."""
         hour = ev.timestamp_ms - ev.timestamp_ms % HOUR_MS
-        expiry = hour + HOUR_MS + self.cfg.dedup_horizon_ms
-        if expiry <= self.watermark:
+        if hour + HOUR_MS + self.cfg.dedup_horizon_ms <= self.watermark:
             return True  # beyond the dedup horizon: its marks are gone, as Stripe's would be
-        dkey = dedup_key(ev.customer, hour, ev.id)
-        d: DedupRec | None = self._load(dkey, DedupRec.decode)
-        if d is None:
-            d = DedupRec()
-        self._expire_at(expiry, shard, dkey)
-        first = d.ids.get(ev.id)
+        dkey = dedup_key(self.p, hour, ev.customer, ev.id)
+        first: int | None = self._load(dkey, int)
         if first is None:
-            d.ids[ev.id] = pos
-            self._put(dkey, d)
+            self._put(dkey, pos)
+            hours = self.part.dedup_hours
+            if not hours or hours[-1] != hour:
+                i = bisect.bisect_left(hours, hour)
+                if i == len(hours) or hours[i] != hour:
+                    hours.insert(i, hour)
             return True
         return first == pos
 
@@ -381,7 +393,9 @@ class _Batch:
         s: SpendRec | None = self._load(skey, SpendRec.decode)
         if s is None:
             s = SpendRec(ev.customer, period)
-        self._expire_at(expiry, shard, skey)
+        if skey not in self.registered:
+            self.registered.add(skey)
+            self._expire_at(expiry, shard, skey)
         if pos <= s.applied:
             return
         s.totals[ev.meter] = EXACT.add(s.totals.get(ev.meter, Decimal(0)), qty)
@@ -423,6 +437,9 @@ class _Batch:
             self._flush_corrections()
         while self.part.expiries and self.part.expiries[0] <= wm:
             self._expire(self.part.expiries.pop(0), record=True)
+        horizon = HOUR_MS + cfg.dedup_horizon_ms
+        while self.part.dedup_hours and self.part.dedup_hours[0] + horizon <= wm:
+            self._expire_dedup(self.part.dedup_hours.pop(0), record=True)
 
     def _close(self, ws: int) -> None:
         for shard in range(16):
@@ -476,6 +493,16 @@ class _Batch:
             if keys is not None:
                 self._delete(xkey)
 
+    def _expire_dedup(self, hour: int, *, record: bool) -> None:
+        """Delete the dedup marks of event-time ``hour``: every key under its prefix."""
+        if record:
+            self.part.dedup_deleting.append(hour)
+        prefix = dedup_prefix(self.p, hour)
+        for key in self.store.keys_with_prefix(prefix):
+            self._delete(key)
+        for key in [k for k in self.dirty if k.startswith(prefix)]:
+            self._delete(key)
+
     # -- output ---------------------------------------------------------------------------
 
     def finish(self) -> BatchResult:
@@ -496,6 +523,8 @@ class _Batch:
 def _encode(val: Any) -> bytes:
     if isinstance(val, dict):
         return orjson.dumps(list(val))
+    if isinstance(val, int):
+        return b"%d" % val
     encoded: bytes = val.encode()
     return encoded
 

@@ -10,7 +10,9 @@ character is safe):
                             record of a batch; only expiry deletions follow it.
 ``W|{cust}|{meter}|{ws}``   WindowRec: one (customer, meter, window) total
 ``S|{cust}|{period}``       SpendRec: one customer's period totals, spend, fired alerts
-``D|{cust}|{hour}|{s}``     DedupRec: event ids seen in one event-time hour -> position
+``D|{p}|{hour}|{cust}|{id}`` dedup mark: the position that first had event ``id`` (of one
+                            event-time hour); an hour's marks share a key prefix, so
+                            they expire by a prefix scan, with no index to rewrite
 ``I|{p}|{ws}|{shard}``      window index: the (customer, meter) pairs of window ``ws``
 ``X|{p}|{t}|{shard}``       expiry index: keys to delete once stream time passes ``t``
 ==========================  ==============================================================
@@ -31,11 +33,11 @@ import orjson
 
 __all__ = [
     "POS_SCALE",
-    "DedupRec",
     "PartitionRec",
     "SpendRec",
     "WindowRec",
     "dedup_key",
+    "dedup_prefix",
     "expiry_key",
     "index_key",
     "partition_key",
@@ -64,14 +66,15 @@ def spend_key(customer: str, period: str) -> str:
     return f"S|{_c(customer)}|{period}"
 
 
-DEDUP_SHARDS = 16
+def dedup_prefix(p: int, hour_ms: int) -> str:
+    return f"D|{p}|{hour_ms}|"
 
 
-def dedup_key(customer: str, hour_ms: int, event_id: str) -> str:
-    """One customer-hour's marks are spread over DEDUP_SHARDS keys, so a busy customer's
-    bucket is rewritten in small pieces rather than whole on every batch."""
-    shard = zlib.crc32(event_id.encode()) % DEDUP_SHARDS
-    return f"D|{_c(customer)}|{hour_ms}|{shard}"
+def dedup_key(p: int, hour_ms: int, customer: str, event_id: str) -> str:
+    """One key per event: a mark is written once and never rewritten. (Marks grouped in
+    one value per customer-hour were rewritten whole on every batch that added one: a
+    busy customer's hour made kilobytes of changelog per event.)"""
+    return f"D|{p}|{hour_ms}|{_c(customer)}|{event_id}"
 
 
 def index_key(p: int, ws: int, shard: int) -> str:
@@ -147,20 +150,6 @@ class SpendRec:
 
 
 @dataclass(slots=True)
-class DedupRec:
-    """Event ids of one customer and event-time hour, each with the position that first had it."""
-
-    ids: dict[str, int] = field(default_factory=dict)
-
-    def encode(self) -> bytes:
-        return orjson.dumps(self.ids)
-
-    @classmethod
-    def decode(cls, raw: bytes) -> DedupRec:
-        return cls(orjson.loads(raw))
-
-
-@dataclass(slots=True)
 class PartitionRec:
     """Per-partition progress.
 
@@ -172,6 +161,8 @@ class PartitionRec:
     pending: window keys with a correction due, in the order they became due.
     deleting: expiry times whose deletions follow this record in the changelog; the next
         batch deletes them again (idempotent) in case a crash cut them off.
+    dedup_hours: event-time hours with dedup marks, sorted.
+    dedup_deleting: hours whose marks are being deleted, as ``deleting``.
     """
 
     stream_ms: int = 0
@@ -180,14 +171,17 @@ class PartitionRec:
     expiries: list[int] = field(default_factory=list)
     pending: list[str] = field(default_factory=list)
     deleting: list[int] = field(default_factory=list)
+    dedup_hours: list[int] = field(default_factory=list)
+    dedup_deleting: list[int] = field(default_factory=list)
 
     def encode(self) -> bytes:
         return orjson.dumps(
             {"s": self.stream_ms, "a": self.applied, "o": self.open_ws, "e": self.expiries,
-             "p": self.pending, "d": self.deleting}
+             "p": self.pending, "d": self.deleting, "h": self.dedup_hours,
+             "hd": self.dedup_deleting}
         )
 
     @classmethod
     def decode(cls, raw: bytes) -> PartitionRec:
         d = orjson.loads(raw)
-        return cls(d["s"], d["a"], d["o"], d["e"], d["p"], d["d"])
+        return cls(d["s"], d["a"], d["o"], d["e"], d["p"], d["d"], d["h"], d["hd"])

@@ -18,12 +18,9 @@ from streams.config import Settings
 from streams.core.aggregate import Aggregator, CoreConfig
 from streams.core.pricing import MeterRule
 from streams.kafka_client import ssl_context
-from streams.runtime.processor import (
-    TICK_HEADER,
-    BatchProcessor,
-    make_current_event_setter,
-)
+from streams.runtime.processor import TICK_HEADER, BatchProcessor
 from streams.runtime.state_size import SAMPLE_EVERY_S, directory_size_bytes
+from streams.runtime.state_store import StateStore
 
 __all__ = ["Components", "build_app", "core_config"]
 
@@ -121,6 +118,9 @@ def build_app(settings: Settings) -> Components:
         producer_acks=-1,
         producer_linger_ms=5,
         producer_compression_type="lz4",
+        # State changelog records go out in batches of up to this many bytes (one future
+        # per batch, not per key: streams.runtime.state_store).
+        producer_max_batch_size=256 * 1024,
         broker_commit_interval=1.0,
         # A killed worker leaves the group only when its session times out; until then
         # its partitions wait. 10 s keeps failover short (heartbeats run in Faust's
@@ -165,13 +165,14 @@ def build_app(settings: Settings) -> Components:
         help="customer -> customer record v1 (Stripe id, plan, thresholds, budget)",
         **TABLE_RAW,
     )
+    store = StateStore(state, producer=lambda: _aiokafka_producer(app))
+    _guard_commits(app, store)
     processor = BatchProcessor(
         core=Aggregator(core_config(settings)),
-        table=state,
+        store=store,
         customers=customers,
         topics=outputs,
         events_topic_name=t.events,
-        set_current_event=make_current_event_setter(),
         highwater=lambda tp: app.consumer.highwater(tp),
     )
 
@@ -194,6 +195,29 @@ def build_app(settings: Settings) -> Components:
         metrics.ROCKSDB_SIZE.set(size)
 
     return Components(app, state, customers, events_topic, processor, settings)
+
+
+def _aiokafka_producer(app: faust.App) -> Any:
+    """The aiokafka producer under Faust's: the one its commit flushes."""
+    producer: Any = app.producer
+    return producer._ensure_producer()
+
+
+def _guard_commits(app: faust.App, store: StateStore) -> None:
+    """Make Faust's pre-commit flush fail when a state changelog batch failed.
+
+    Faust commits offsets right after ``app.producer.flush()``; a flush does not raise for
+    a batch that failed. Raising here stops the commit, and the worker, before an offset
+    is committed past state that never reached the changelog.
+    """
+    producer = app.producer
+    flush = producer.flush
+
+    async def flush_then_check() -> None:
+        await flush()
+        store.check()
+
+    producer.flush = flush_then_check  # type: ignore[method-assign]
 
 
 async def _tick(app: faust.App, events_topic: Any, processor: BatchProcessor,

@@ -4,13 +4,13 @@ Order of one partition's batch (why it is safe: docs/exactly-once.md):
 
 1. Convert Faust events to :class:`~streams.core.aggregate.SourceRecord` (tick records are
    recognised by their header).
-2. Run the pure core against a read view of the partition's table state.
+2. Run the pure core against a read view of the partition's RocksDB database.
 3. Publish summaries, alerts and dead letters of every partition in the batch, and
    wait until Kafka acknowledged every one of them (acks=all). A crash after this
    point re-publishes the same ids.
 4. Write each partition's state in the order the core returned it (partition record
-   after the updates, deletions last). Each write is one RocksDB put plus one changelog
-   message to the partition of the source records, so the changelog keeps this order.
+   after the updates, deletions last): one RocksDB write batch, and the same records
+   in the same order to the partition of the changelog (:mod:`streams.runtime.state_store`).
 5. Faust acks the events when this returns; it commits their offsets only after flushing
    the producer, so committed offsets never run ahead of the changelog.
 """
@@ -18,10 +18,8 @@ Order of one partition's batch (why it is safe: docs/exactly-once.md):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,6 +29,7 @@ from streams import metrics
 from streams.core.aggregate import Aggregator, BatchResult, DeadLetter, SourceRecord
 from streams.core.events import MAX_TIMESTAMP_MS
 from streams.core.pricing import CustomerTerms, terms_from_record
+from streams.runtime.state_store import StateStore
 
 __all__ = ["TICK_HEADER", "BatchProcessor", "dead_letter_envelope"]
 
@@ -85,19 +84,6 @@ def _source_record(msg: Any) -> SourceRecord:
     )
 
 
-class _TableView:
-    """Read view of one partition's state; the caller has set Faust's current event."""
-
-    __slots__ = ("_table",)
-
-    def __init__(self, table: Any) -> None:
-        self._table = table
-
-    def get(self, key: str) -> bytes | None:
-        value: bytes | None = self._table.data.get(key.encode())
-        return value
-
-
 class BatchProcessor:
     """Runs the core for each partition of a batch and applies its results."""
 
@@ -105,20 +91,18 @@ class BatchProcessor:
         self,
         *,
         core: Aggregator,
-        table: Any,
+        store: StateStore,
         customers: Any,
         topics: Any,
         events_topic_name: str,
-        set_current_event: Callable[[Any], None],
         clock: Callable[[], float] = time.time,
         highwater: Callable[[Any], int | None] | None = None,
     ) -> None:
         self.core = core
-        self.table = table
+        self.store = store
         self.customers = customers
         self.topics = topics  # .summaries, .alerts, .dlq: Faust topics
         self.events_topic_name = events_topic_name
-        self.set_current_event = set_current_event
         self.clock = clock
         # The consumer's high watermark of a Faust TP (next offset to be written), or None.
         self.highwater = highwater
@@ -161,25 +145,15 @@ class BatchProcessor:
         for partition, evs in by_partition.items():
             self.last_record_wall[partition] = now
             records = [_source_record(ev.message) for ev in evs]
-            # Route the table's reads and writes (store and changelog) to this partition.
-            self.set_current_event(evs[-1])
             result = self.core.process(
-                partition, records, _TableView(self.table), now_ms=now_ms, terms=self.terms,
+                partition, records, self.store.view(partition), now_ms=now_ms, terms=self.terms,
             )
             pending += await self._publish(partition, result, now_ms)
             results.append((partition, evs[-1], result))
         if pending:
             await asyncio.gather(*pending)
-        table = self.table
         for partition, last_event, result in results:
-            self.set_current_event(last_event)
-            for key, value in result.writes:
-                kb = key.encode()
-                if value is None:
-                    with contextlib.suppress(KeyError):
-                        del table[kb]
-                else:
-                    table[kb] = value
+            await self.store.write(partition, result.writes)
             # A partition with open windows or due corrections needs ticks while idle.
             self.busy[partition] = result.open_windows > 0 or result.pending_corrections > 0
             self._observe(partition, result, now)
@@ -241,13 +215,3 @@ class BatchProcessor:
         if high is not None:
             lag = max(0, high - (last_event.message.offset + 1))
             metrics.CONSUMER_LAG.labels(str(partition)).set(lag)
-
-
-def make_current_event_setter() -> Callable[[Any], None]:
-    """Faust routes table access by the current event; set it for a batch's partition."""
-    from faust.streams import _current_event
-
-    def set_current(event: Any) -> None:
-        _current_event.set(weakref.ref(event))
-
-    return set_current

@@ -14,6 +14,9 @@ class MemoryState:
     def get(self, key: str) -> bytes | None:
         return self.data.get(key)
 
+    def keys_with_prefix(self, prefix: str) -> list[str]:
+        return [k for k in self.data if k.startswith(prefix)]
+
     def apply(self, writes: list[tuple[str, bytes | None]]) -> None:
         """Apply writes in order; None deletes."""
         for key, value in writes:

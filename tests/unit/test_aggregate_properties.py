@@ -223,3 +223,31 @@ def test_one_changelog_order_partition_record_last() -> None:
     assert kinds[-1] == "P"
     assert kinds.index("S") < kinds.index("W")
     assert kinds.index("D") < kinds.index("W")
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(workloads(), st.data())
+def test_all_state_expires_and_dedup_marks_expire_after_the_horizon(
+    workload: tuple[list[SourceRecord], list[Ev]], data: st.DataObject
+) -> None:
+    """Dedup marks go once stream time passes their hour plus the horizon; everything but
+    the partition record goes once its billing period is past Stripe's 35-day horizon. A
+    crash that cuts a batch's deletions short is repaired by the next batch."""
+    records, _ = workload
+    store = MemoryState()
+    agg = Aggregator(CONFIG)
+    res = agg.process(0, records, store, now_ms=T0)
+    store.apply(res.writes)
+    hour_end = T0 + 13 * WINDOW_MS - (T0 + 13 * WINDOW_MS) % 3_600_000 + 3_600_000
+    # The workload's last tick is ~T0 + 10**8: far past every event hour plus the horizon.
+    assert not [k for k in store.data if k.startswith("D|")], "dedup marks outlived the horizon"
+    assert hour_end < T0 + 10**8 - CONFIG.idle_bound_ms - GRACE_MS
+    far = T0 + 100 * 86_400_000
+    tick = agg.process(0, [SourceRecord(len(records), far, None, None, tick_ms=far)], store,
+                       now_ms=far)
+    keep = data.draw(st.integers(0, len(tick.writes)))
+    store.apply(tick.writes[:keep])  # a crash may cut the deletions short
+    nxt = T0 + 101 * 86_400_000
+    store.apply(agg.process(0, [SourceRecord(len(records) + 1, nxt, None, None, tick_ms=nxt)],
+                            store, now_ms=nxt).writes)
+    assert sorted(store.data) == ["P|0"], store.data
