@@ -182,9 +182,10 @@ class _Batch:
         # period with the time its spend record expires.
         self.thresholds: dict[str, tuple[Threshold, ...]] = {}
         self.periods: dict[int, tuple[str, int]] = {}
-        # Window and spend keys whose index and expiry entries this batch has made: the
-        # entries are idempotent, so once per key per batch is enough.
-        self.registered: set[str] = set()
+        # Window and spend keys whose index and expiry entries this batch has made (the
+        # entries are idempotent, so once per key per batch is enough), by their names.
+        self.wkeys: dict[tuple[str, str, int], str] = {}
+        self.skeys: dict[tuple[str, str], str] = {}
         # Redo the deletions the previous batch started: a crash may have cut them off.
         redo, self.part.deleting = self.part.deleting, []
         for t in redo:
@@ -254,11 +255,12 @@ class _Batch:
                 if rej.index is not None:
                     bad.add(rej.index)
                 self._dead(rec, rej.reason, rej.detail, rej.index, rej.original)
+            single = rec.value is not None and rec.value.lstrip()[:1] != b"["
             index = 0
             for ev in events:
                 while index in bad:
                     index += 1
-                self._event(rec, index, ev)
+                self._event(rec, index, ev, single)
                 index += 1
         self.part.applied = rec.offset
 
@@ -271,10 +273,9 @@ class _Batch:
             key = key[:_MAX_DEAD_LETTER_KEY]  # so that the dead letter fits in a message
         self.out.dead_letters.append(DeadLetter(key, reason, detail, rec.offset, index, original))
 
-    def _event(self, rec: SourceRecord, index: int, ev: UsageEvent) -> None:
+    def _event(self, rec: SourceRecord, index: int, ev: UsageEvent, single: bool) -> None:
         cfg = self.cfg
         rule = cfg.meters.get(ev.meter)
-        single = rec.value is not None and rec.value.lstrip()[:1] != b"["
         where = None if single else index
         if rule is None:
             self._dead(rec, "unknown_meter", f"meter {ev.meter[:60]!r} is not configured",
@@ -295,20 +296,23 @@ class _Batch:
                        where, _original(rec, ev, single))
             return
         pos = rec.offset * POS_SCALE + index
-        shard = shard_of(ev.customer)
         if not self._dedup(ev, pos):
             self.out.outcomes["duplicate"] += 1
             return
 
-        wkey = window_key(ev.customer, ev.meter, ws)
+        names = (ev.customer, ev.meter, ws)
+        known = self.wkeys.get(names)
+        wkey = known or window_key(ev.customer, ev.meter, ws)
         w: WindowRec | None = self._load(wkey, WindowRec.decode)
-        if w is None:
-            w = WindowRec(ev.customer, ev.meter, ws, closed=ws + cfg.window_ms <= self.watermark)
-        if wkey not in self.registered:
-            # Registration is idempotent and repeated in every batch that touches the
-            # window, so a crash that kept the window record but lost the partition record
-            # cannot orphan the window.
-            self.registered.add(wkey)
+        if known is None or w is None:
+            # First touch of this window in this batch (or it is new). Registration is
+            # idempotent and repeated in every batch that touches the window, so a crash
+            # that kept the window record but lost the partition record cannot orphan it.
+            self.wkeys[names] = wkey
+            if w is None:
+                w = WindowRec(ev.customer, ev.meter, ws,
+                              closed=ws + cfg.window_ms <= self.watermark)
+            shard = shard_of(ev.customer)
             self._list_add(index_key(self.p, ws, shard), f"{ev.customer}\x1f{ev.meter}")
             expiry = ws + cfg.window_ms + cfg.max_age_ms + cfg.grace_ms
             self._expire_at(expiry, shard, wkey)
@@ -342,7 +346,7 @@ class _Batch:
         else:
             self.out.outcomes["accepted"] += 1
         self._put(wkey, w)
-        self._spend(ev, pos, rule, EXACT.subtract(w.value, old), shard)
+        self._spend(ev, pos, rule, EXACT.subtract(w.value, old))
         last = self.out.last_event_ms
         self.out.last_event_ms = ts if last is None or ts > last else last
         self._advance(ts)
@@ -386,16 +390,17 @@ class _Batch:
             self.thresholds[customer] = found
             return found
 
-    def _spend(self, ev: UsageEvent, pos: int, rule: MeterRule, qty: Decimal, shard: int) -> None:
+    def _spend(self, ev: UsageEvent, pos: int, rule: MeterRule, qty: Decimal) -> None:
         cfg = self.cfg
         period, expiry = self._period(window_start(ev.timestamp_ms, cfg.window_ms))
-        skey = spend_key(ev.customer, period)
+        names = (ev.customer, period)
+        skey = self.skeys.get(names)
+        if skey is None:  # first touch in this batch: register its expiry (idempotent)
+            skey = self.skeys[names] = spend_key(ev.customer, period)
+            self._expire_at(expiry, shard_of(ev.customer), skey)
         s: SpendRec | None = self._load(skey, SpendRec.decode)
         if s is None:
             s = SpendRec(ev.customer, period)
-        if skey not in self.registered:
-            self.registered.add(skey)
-            self._expire_at(expiry, shard, skey)
         if pos <= s.applied:
             return
         s.totals[ev.meter] = EXACT.add(s.totals.get(ev.meter, Decimal(0)), qty)
