@@ -43,8 +43,8 @@ class Mode:
 
 MODES = {
     "quick": Mode(
-        drain_events=10_000, drain_customers=1_000, drain_packs=[1, 50], drain_span_s=120,
-        drain_repeats=1, drain_timeout_s=40, latency_rates=[1_000, 10_000, 50_000],
+        drain_events=50_000, drain_customers=1_000, drain_packs=[1, 50], drain_span_s=120,
+        drain_repeats=1, drain_timeout_s=90, latency_rates=[1_000, 10_000, 50_000],
         latency_duration_s=4, latency_wait_s=6, scale_customers=[500, 1_000, 2_000],
         scale_build_timeout_s=25, scale_recovery_timeout_s=60,
     ),
