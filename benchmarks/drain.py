@@ -1,4 +1,4 @@
-"""Drain throughput: N pre-loaded events, four contenders, the same topic, one at a time.
+"""Drain throughput: N pre-loaded events, five contenders, the same topic, one at a time.
 
 For each record layout (single events, packed arrays) one workload is produced once to
 one topic (4 partitions), then each contender drains it from the beginning in its own
@@ -6,6 +6,8 @@ process, with its own consumer group / app id and state dir, while nothing else 
 harness runs:
 
 * ``raw_floor``: aiokafka consumer, fetch + orjson decode only (the Python limit);
+* ``faust_floor``: a Faust agent taking batches as the worker does, decoding and counting
+  only (the ceiling Faust's delivery puts on any Faust app);
 * ``meterstream``: ``meterstream worker``; done when the summaries of every window are out
   and their totals equal the ground truth (read from usage.summaries);
 * ``naive_faust``: tutorial-style ``table[key] += value`` per event on a RocksDB table;
@@ -55,9 +57,10 @@ from benchmarks.common import (
 from benchmarks.profile import summarize_collapsed
 from streams.testing.pipeline import PipelineEnv, _free_port
 
-CONTENDERS = ("raw_floor", "meterstream", "naive_faust", "quix")
+CONTENDERS = ("raw_floor", "faust_floor", "meterstream", "naive_faust", "quix")
 APP_MODULES = {
     "raw_floor": "benchmarks.apps.raw_floor",
+    "faust_floor": "benchmarks.apps.faust_floor",
     "naive_faust": "benchmarks.apps.naive_faust",
     "quix": "benchmarks.apps.quix_app",
 }

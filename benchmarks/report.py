@@ -174,7 +174,7 @@ def plots(results: dict[str, Any], out: Path) -> list[str]:
     if drain and drain["summary"]:
         rows = [r for r in drain["summary"] if r["contender"] != "meterstream_profiled"]
         packs = sorted({r["pack"] for r in rows})
-        contenders = [c for c in ("raw_floor", "meterstream", "naive_faust", "quix")
+        contenders = [c for c in ("raw_floor", "faust_floor", "meterstream", "naive_faust", "quix")
                       if any(r["contender"] == c for r in rows)]
         fig, ax = plt.subplots(figsize=(8, 4.5))
         width = 0.8 / max(1, len(contenders))
