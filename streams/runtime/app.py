@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -179,7 +181,7 @@ def build_app(settings: Settings) -> Components:
     @app.agent(events_topic, name="aggregate")
     async def aggregate(stream: Any) -> None:
         async for batch in stream.take_events(a.batch_max_events, within=a.batch_max_ms / 1000):
-            await processor.process(batch)
+            await _complete(processor.process(batch))
 
     tick_every_s = max(0.2, a.idle_close_after_s / 4)
 
@@ -195,6 +197,47 @@ def build_app(settings: Settings) -> Components:
         metrics.ROCKSDB_SIZE.set(size)
 
     return Components(app, state, customers, events_topic, processor, settings)
+
+
+# Exit status of a worker that stopped in the middle of a batch (EX_SOFTWARE).
+EXIT_BATCH_INTERRUPTED = 70
+# How long a shutdown waits for the batch in progress.
+FINISH_ON_STOP_S = 30.0
+
+
+async def _complete(batch: Coroutine[Any, Any, None]) -> None:
+    """Run one batch to its end, or end the process; Faust acks the batch afterwards.
+
+    A shutdown (the agent cancelled while the batch waits for Kafka) first lets the batch
+    finish, for up to FINISH_ON_STOP_S, so that what Faust acks and commits is done.
+    """
+    task = asyncio.ensure_future(batch)
+    try:
+        await asyncio.shield(task)
+    except asyncio.CancelledError:
+        try:
+            await asyncio.wait_for(asyncio.shield(task), FINISH_ON_STOP_S)
+        except BaseException:
+            _stop_before_ack()
+        raise
+    except BaseException:
+        _stop_before_ack()
+
+
+def _stop_before_ack() -> None:
+    """End the process now: a batch that did not complete must never be acknowledged.
+
+    Faust acks a batch's events when the agent moves on, even when the batch raised or was
+    cancelled (a shutdown while it waited for Kafka), and then commits their offsets: the
+    events would be skipped for good although their state was never written. Exiting here
+    leaves the offsets where they are and no clean-shutdown marker, so the next start
+    restores the state from the changelog and processes the batch again (its outputs
+    carry the same ids). Exit status 70.
+    """
+    log.critical("a batch did not complete; stopping the worker without acknowledging it",
+                 exc_info=True)
+    logging.shutdown()
+    os._exit(EXIT_BATCH_INTERRUPTED)
 
 
 def _aiokafka_producer(app: faust.App) -> Any:
