@@ -16,6 +16,7 @@ __all__ = [
     "DLQ",
     "EVENTS",
     "EVENT_TIME_LAG",
+    "GAP_RECORDS",
     "OPEN_WINDOWS",
     "ROCKSDB_SIZE",
     "STATE_WRITES",
@@ -57,6 +58,11 @@ OPEN_WINDOWS = Gauge(
 CONSUMER_LAG = Gauge(
     "meterstream_consumer_lag_messages",
     "High watermark minus the next offset to process, per partition.",
+    ["partition"],
+)
+GAP_RECORDS = Counter(
+    "meterstream_consumer_gap_records_total",
+    "Source records the consumer skipped over and the worker read back from the broker.",
     ["partition"],
 )
 ROCKSDB_SIZE = Gauge(

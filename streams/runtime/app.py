@@ -19,8 +19,9 @@ import faust
 from streams.config import Settings
 from streams.core.aggregate import Aggregator, CoreConfig
 from streams.core.pricing import MeterRule
-from streams.kafka_client import ssl_context
-from streams.runtime.processor import TICK_HEADER, BatchProcessor
+from streams.kafka_client import connection_options, ssl_context
+from streams.runtime.gaps import BrokerReader
+from streams.runtime.processor import TICK_HEADER, BatchProcessor, source_record_from_kafka
 from streams.runtime.state_size import SAMPLE_EVERY_S, directory_size_bytes
 from streams.runtime.state_store import StateStore
 
@@ -100,6 +101,7 @@ class Components:
     events_topic: Any
     processor: BatchProcessor
     settings: Settings
+    gap_reader: BrokerReader
 
 
 def build_app(settings: Settings) -> Components:
@@ -169,6 +171,7 @@ def build_app(settings: Settings) -> Components:
     )
     store = StateStore(state, producer=lambda: _aiokafka_producer(app))
     _guard_commits(app, store)
+    reader = BrokerReader(t.events, connection_options(settings.kafka), source_record_from_kafka)
     processor = BatchProcessor(
         core=Aggregator(core_config(settings)),
         store=store,
@@ -176,6 +179,7 @@ def build_app(settings: Settings) -> Components:
         topics=outputs,
         events_topic_name=t.events,
         highwater=lambda tp: app.consumer.highwater(tp),
+        gap_fetch=reader.fetch,
     )
 
     @app.agent(events_topic, name="aggregate")
@@ -196,7 +200,7 @@ def build_app(settings: Settings) -> Components:
         size = await asyncio.to_thread(directory_size_bytes, w.state_dir)
         metrics.ROCKSDB_SIZE.set(size)
 
-    return Components(app, state, customers, events_topic, processor, settings)
+    return Components(app, state, customers, events_topic, processor, settings, reader)
 
 
 # Exit status of a worker that stopped in the middle of a batch (EX_SOFTWARE).

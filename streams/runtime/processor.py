@@ -29,9 +29,11 @@ from streams import metrics
 from streams.core.aggregate import Aggregator, BatchResult, DeadLetter, SourceRecord
 from streams.core.events import MAX_TIMESTAMP_MS
 from streams.core.pricing import CustomerTerms, terms_from_record
+from streams.core.state import PartitionRec, partition_key
+from streams.runtime.gaps import Fetch, fill_gaps
 from streams.runtime.state_store import StateStore
 
-__all__ = ["TICK_HEADER", "BatchProcessor", "dead_letter_envelope"]
+__all__ = ["TICK_HEADER", "BatchProcessor", "dead_letter_envelope", "source_record_from_kafka"]
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +76,23 @@ def _tick_of(headers: Any) -> int | None:
 
 
 def _source_record(msg: Any) -> SourceRecord:
+    """From a Faust message (timestamp in seconds)."""
     key = msg.key
     return SourceRecord(
         offset=msg.offset,
         timestamp_ms=round(msg.timestamp * 1000),
+        key=key.decode("utf-8", "replace") if key is not None else None,
+        value=msg.value,
+        tick_ms=_tick_of(msg.headers),
+    )
+
+
+def source_record_from_kafka(msg: Any) -> SourceRecord:
+    """From an aiokafka ConsumerRecord (timestamp in ms)."""
+    key = msg.key
+    return SourceRecord(
+        offset=msg.offset,
+        timestamp_ms=msg.timestamp,
         key=key.decode("utf-8", "replace") if key is not None else None,
         value=msg.value,
         tick_ms=_tick_of(msg.headers),
@@ -97,6 +112,7 @@ class BatchProcessor:
         events_topic_name: str,
         clock: Callable[[], float] = time.time,
         highwater: Callable[[Any], int | None] | None = None,
+        gap_fetch: Fetch | None = None,
     ) -> None:
         self.core = core
         self.store = store
@@ -106,6 +122,8 @@ class BatchProcessor:
         self.clock = clock
         # The consumer's high watermark of a Faust TP (next offset to be written), or None.
         self.highwater = highwater
+        # Reads skipped offset ranges back from the broker (streams.runtime.gaps).
+        self.gap_fetch = gap_fetch
         self.last_record_wall: dict[int, float] = {}
         self.busy: dict[int, bool] = {}
         self._terms_cache: dict[bytes, CustomerTerms | None] = {}
@@ -145,8 +163,15 @@ class BatchProcessor:
         for partition, evs in by_partition.items():
             self.last_record_wall[partition] = now
             records = [_source_record(ev.message) for ev in evs]
+            view = self.store.view(partition)
+            if self.gap_fetch is not None:
+                raw = view.get(partition_key(partition))
+                applied = PartitionRec.decode(raw).applied if raw else -1
+                records, filled = await fill_gaps(partition, records, applied, self.gap_fetch)
+                if filled:
+                    metrics.GAP_RECORDS.labels(str(partition)).inc(filled)
             result = self.core.process(
-                partition, records, self.store.view(partition), now_ms=now_ms, terms=self.terms,
+                partition, records, view, now_ms=now_ms, terms=self.terms,
             )
             pending += await self._publish(partition, result, now_ms)
             results.append((partition, evs[-1], result))

@@ -58,6 +58,10 @@ def run_worker(settings: Settings) -> int:
             # Faust configured logging its own way; ours (text or JSON) replaces it.
             setup_logging(settings.worker.log_level, settings.worker.log_format)
 
+        async def on_stop(self) -> None:
+            await super().on_stop()
+            await components.gap_reader.close()
+
     worker = _Worker(
         components.app,
         loglevel=settings.worker.log_level,
