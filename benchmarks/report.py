@@ -130,6 +130,7 @@ def markdown(results: dict[str, Any]) -> str:
                 continue
             lines.append(
                 f"| {_fmt(r['customers'])} | {_fmt(r['events'])} | {_fmt(r['build_done'])} | "
+                f"{'>= ' if r.get('events_per_s_is_lower_bound') else ''}"
                 f"{_fmt(r['events_per_s'])} | {_mib(r['rss_after_build_bytes'])} | "
                 f"{_mib(r['peak_rss_bytes'])} | {_mib(r['state_dir_bytes'])} | "
                 f"{_fmt(r['recovery_to_ready_s'], 1)} | "
