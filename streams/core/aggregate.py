@@ -48,9 +48,11 @@ from streams.core.state import (
     dedup_key,
     dedup_prefix,
     expiry_key,
+    expiry_prefix,
     index_key,
+    index_prefix,
+    parse_index_key,
     partition_key,
-    shard_of,
     spend_key,
     window_key,
 )
@@ -215,17 +217,19 @@ class _Batch:
         self.dirty.pop(key, None)
         self.deleted[key] = None
 
-    def _list_add(self, key: str, item: str) -> None:
-        """Add ``item`` to the list (kept as an ordered set) stored at ``key``."""
-        items = self._load(key, lambda raw: dict.fromkeys(orjson.loads(raw)))
-        if items is None:
-            items = {}
-        if item not in items:
-            items[item] = None
-            self._put(key, items)
+    def _mark(self, key: str) -> None:
+        """Write the index entry ``key`` unless the state already holds it."""
+        if self._load(key, int) is None:
+            self._put(key, 1)
 
-    def _expire_at(self, t: int, shard: int, key: str) -> None:
-        self._list_add(expiry_key(self.p, t, shard), key)
+    def _scan(self, prefix: str) -> list[str]:
+        """Keys under ``prefix`` as this batch sees them (store, plus writes, minus deletes)."""
+        keys = {k for k in self.store.keys_with_prefix(prefix) if k not in self.deleted}
+        keys.update(k for k in self.dirty if k.startswith(prefix))
+        return sorted(keys)
+
+    def _expire_at(self, t: int, key: str) -> None:
+        self._mark(expiry_key(self.p, t, key))
         i = bisect.bisect_left(self.part.expiries, t)
         if i == len(self.part.expiries) or self.part.expiries[i] != t:
             self.part.expiries.insert(i, t)
@@ -312,11 +316,11 @@ class _Batch:
             if w is None:
                 w = WindowRec(ev.customer, ev.meter, ws,
                               closed=ws + cfg.window_ms <= self.watermark)
-            shard = shard_of(ev.customer)
-            self._list_add(index_key(self.p, ws, shard), f"{ev.customer}\x1f{ev.meter}")
+            ikey = index_key(self.p, ws, ev.customer, ev.meter)
+            self._mark(ikey)
             expiry = ws + cfg.window_ms + cfg.max_age_ms + cfg.grace_ms
-            self._expire_at(expiry, shard, wkey)
-            self._expire_at(expiry, shard, index_key(self.p, ws, shard))
+            self._expire_at(expiry, wkey)
+            self._expire_at(expiry, ikey)
             if not w.closed:
                 i = bisect.bisect_left(self.part.open_ws, ws)
                 if i == len(self.part.open_ws) or self.part.open_ws[i] != ws:
@@ -397,7 +401,7 @@ class _Batch:
         skey = self.skeys.get(names)
         if skey is None:  # first touch in this batch: register its expiry (idempotent)
             skey = self.skeys[names] = spend_key(ev.customer, period)
-            self._expire_at(expiry, shard_of(ev.customer), skey)
+            self._expire_at(expiry, skey)
         s: SpendRec | None = self._load(skey, SpendRec.decode)
         if s is None:
             s = SpendRec(ev.customer, period)
@@ -447,19 +451,17 @@ class _Batch:
             self._expire_dedup(self.part.dedup_hours.pop(0), record=True)
 
     def _close(self, ws: int) -> None:
-        for shard in range(16):
-            members = self._load(index_key(self.p, ws, shard),
-                                 lambda raw: dict.fromkeys(orjson.loads(raw)))
-            for member in members or ():
-                customer, meter = member.split("\x1f")
-                wkey = window_key(customer, meter, ws)
-                w: WindowRec | None = self._load(wkey, WindowRec.decode)
-                if w is None or w.closed:
-                    continue
-                w.closed = True
-                if w.emitted_seq < 0:
-                    self._emit(w, 0, w.value)
-                self._put(wkey, w)
+        prefix = index_prefix(self.p, ws)
+        for ikey in self._scan(prefix):
+            customer, meter = parse_index_key(ikey, prefix)
+            wkey = window_key(customer, meter, ws)
+            w: WindowRec | None = self._load(wkey, WindowRec.decode)
+            if w is None or w.closed:
+                continue
+            w.closed = True
+            if w.emitted_seq < 0:
+                self._emit(w, 0, w.value)
+            self._put(wkey, w)
 
     def _flush_corrections(self) -> None:
         for wkey in self.pending:
@@ -489,14 +491,12 @@ class _Batch:
     def _expire(self, t: int, *, record: bool) -> None:
         if record:
             self.part.deleting.append(t)
-        for shard in range(16):
-            xkey = expiry_key(self.p, t, shard)
-            keys = self._load(xkey, lambda raw: dict.fromkeys(orjson.loads(raw)))
-            for key in keys or ():
-                self._delete(key)
-                self.pending.pop(key, None)
-            if keys is not None:
-                self._delete(xkey)
+        prefix = expiry_prefix(self.p, t)
+        for xkey in self._scan(prefix):
+            key = xkey[len(prefix):]
+            self._delete(key)
+            self.pending.pop(key, None)
+            self._delete(xkey)
 
     def _expire_dedup(self, hour: int, *, record: bool) -> None:
         """Delete the dedup marks of event-time ``hour``: every key under its prefix."""
@@ -526,8 +526,6 @@ class _Batch:
 
 
 def _encode(val: Any) -> bytes:
-    if isinstance(val, dict):
-        return orjson.dumps(list(val))
     if isinstance(val, int):
         return b"%d" % val
     encoded: bytes = val.encode()

@@ -13,8 +13,9 @@ character is safe):
 ``D|{p}|{hour}|{cust}|{id}`` dedup mark: the position that first had event ``id`` (of one
                             event-time hour); an hour's marks share a key prefix, so
                             they expire by a prefix scan, with no index to rewrite
-``I|{p}|{ws}|{shard}``      window index: the (customer, meter) pairs of window ``ws``
-``X|{p}|{t}|{shard}``       expiry index: keys to delete once stream time passes ``t``
+``I|{p}|{ws}|{cust}|{meter}`` window index: one entry per (customer, meter) of window ``ws``
+``X|{p}|{t}|{key}``         expiry index: one entry per key to delete once stream time
+                            passes ``t``
 ==========================  ==============================================================
 
 A *position* is ``offset * POS_SCALE + index`` (the index of an event inside a packed
@@ -25,7 +26,6 @@ crash finds the position already applied and changes nothing.
 
 from __future__ import annotations
 
-import zlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -39,17 +39,16 @@ __all__ = [
     "dedup_key",
     "dedup_prefix",
     "expiry_key",
+    "expiry_prefix",
     "index_key",
+    "index_prefix",
+    "parse_index_key",
     "partition_key",
-    "shard_of",
     "spend_key",
     "window_key",
 ]
 
 POS_SCALE = 16_384  # > MAX_PACKED_EVENTS
-INDEX_SHARDS = 16
-
-
 def _c(customer: str) -> str:
     return f"{len(customer)}:{customer}"
 
@@ -77,16 +76,34 @@ def dedup_key(p: int, hour_ms: int, customer: str, event_id: str) -> str:
     return f"D|{p}|{hour_ms}|{_c(customer)}|{event_id}"
 
 
-def index_key(p: int, ws: int, shard: int) -> str:
-    return f"I|{p}|{ws}|{shard}"
+# The window and expiry indexes hold one key per entry, found by a prefix scan: an entry
+# is written once and never rewritten. (Lists per window and shard were rewritten whole
+# whenever an entry joined, so a window with many customers cost O(customers) per batch.)
 
 
-def expiry_key(p: int, t: int, shard: int) -> str:
-    return f"X|{p}|{t}|{shard}"
+def index_prefix(p: int, ws: int) -> str:
+    return f"I|{p}|{ws}|"
 
 
-def shard_of(customer: str) -> int:
-    return zlib.crc32(customer.encode()) % INDEX_SHARDS
+def index_key(p: int, ws: int, customer: str, meter: str) -> str:
+    return f"I|{p}|{ws}|{_c(customer)}|{meter}"
+
+
+def parse_index_key(key: str, prefix: str) -> tuple[str, str]:
+    """(customer, meter) of an index key under ``prefix``."""
+    rest = key[len(prefix):]
+    colon = rest.index(":")
+    n = int(rest[:colon])
+    customer = rest[colon + 1 : colon + 1 + n]
+    return customer, rest[colon + 2 + n :]
+
+
+def expiry_prefix(p: int, t: int) -> str:
+    return f"X|{p}|{t}|"
+
+
+def expiry_key(p: int, t: int, key: str) -> str:
+    return f"X|{p}|{t}|{key}"
 
 
 @dataclass(slots=True)
