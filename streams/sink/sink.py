@@ -18,6 +18,7 @@ Flow of one record, and why each step is safe:
    retried forever on retryable errors. Identifiers are deterministic, so any resend
    (retry after a timeout, replay after a crash) is a no-op at Stripe.
 4. **Dead-letter** permanent failures to usage.summaries.dlq and wait for Kafka's ack.
+   Not a refused key (401, 403): that holds every summary unfinished instead (auth.py).
 5. **Finish**: only after Stripe accepted every event of the summary, or Kafka acked its
    dead-letter record, is its offset marked finished.
 6. **Commit** every ``commit_interval_s`` per partition up to the lowest unfinished offset
@@ -128,6 +129,7 @@ class StripeSink:
             escalate_after=settings.stripe.max_retries,
             clock_ms=clock_ms,
             redact=self.redact,
+            auth_retry_s=settings.stripe.auth_retry_s,
         )
 
     # -- public -----------------------------------------------------------------------------
