@@ -48,7 +48,7 @@ async def test_sink_sigkill_mid_batch(kafka_sasl_ssl: KafkaLocal, sasl_env, make
     seed = int(os.environ.get("METERSTREAM_KILL_SEED", time.time()))
     print(f"sink kill seed {seed} (set METERSTREAM_KILL_SEED to replay it)")
     rng = random.Random(seed)
-    workload = Workload.make(seed=21, events=9_000, customers=45, span_s=12 * 60)
+    workload = Workload.make(seed=21, events=6_000, customers=30, span_s=12 * 60)
     run = make_run(kafka_sasl_ssl.sasl_bootstrap_servers, mode=mode,
                    extra_env=sasl_env(kafka_sasl_ssl), stripe_timeout_s=5.0,
                    sink_extra_env={"METERSTREAM_STRIPE__BATCH_SIZE": str(V2_BATCH)})

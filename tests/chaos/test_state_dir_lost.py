@@ -19,7 +19,7 @@ import pytest
 from streams.testing.chaos import ChaosReport, Workload, wait_ready
 from streams.testing.distribution import free_ports
 
-FEED_S = 50
+FEED_S = 40
 
 
 @pytest.mark.quick
@@ -28,7 +28,7 @@ async def test_state_dir_deleted(kafka_bootstrap: str, make_run,
                                  chaos_report: ChaosReport) -> None:
     run = make_run(kafka_bootstrap)
     await run.env.create_topics()
-    workload = Workload.make(seed=77, events=9_000, customers=45, span_s=FEED_S,
+    workload = Workload.make(seed=77, events=8_000, customers=40, span_s=FEED_S,
                              end_ms=int(time.time() * 1000) + (FEED_S - 70) * 1000)
     await run.publish_customers(workload.customers)
     (port,) = free_ports(1)
