@@ -65,6 +65,20 @@ __all__ = [
 ]
 
 
+def _records_counted(port: int) -> float | None:
+    """The sum of ``meterstream_events_total`` on a worker's /metrics (None: no answer)."""
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
+                                    timeout=5) as resp:
+            page = resp.read().decode()
+    except OSError:
+        return None
+    return sum(float(line.rsplit(" ", 1)[1]) for line in page.splitlines()
+               if line.startswith("meterstream_events_total{"))
+
+
 def _http_ok(url: str) -> bool:
     import urllib.request
 
@@ -148,6 +162,14 @@ class ChaosRun:
     """More ``METERSTREAM_STRIPE__*`` settings, for the sink only (the worker would
     validate a Stripe section without a key and refuse to start)."""
     sinks: list[SinkProcess] = field(default_factory=list)
+    worker_ports: dict[int, int] = field(default_factory=dict)
+    """Web port of each worker started through :meth:`start_worker`, by process id."""
+
+    def start_worker(self, name: str = "w1", *, web_port: int) -> WorkerProcess:
+        """``env.start_worker``, remembering the port (for :meth:`verdict`'s diagnosis)."""
+        worker = self.env.start_worker(name, web_port=web_port)
+        self.worker_ports[worker.proc.pid] = web_port
+        return worker
 
     @property
     def sink_env(self) -> dict[str, str]:
@@ -298,9 +320,18 @@ class ChaosRun:
         wrong = {k: (truth.totals.get(k, Decimal(0)), topic.get(k, Decimal(0)))
                  for k in set(truth.totals) | set(topic)
                  if truth.totals.get(k, Decimal(0)) != topic.get(k, Decimal(0))}
+        counted = {}
+        for w in self.env.workers:
+            port = self.worker_ports.get(w.proc.pid)
+            if w.alive() and port is not None:
+                counted[f"{w.log_path.stem} (pid {w.proc.pid})"] = await asyncio.to_thread(
+                    _records_counted, port)
         raise AssertionError(
             f"{diff}\nusage.summaries itself ({len(by_id)} distinct summaries) differs from "
-            f"the ground truth for {len(wrong)} pairs (want, got): {sorted(wrong.items())[:6]}")
+            f"the ground truth for {len(wrong)} pairs (want, got): {sorted(wrong.items())[:6]}"
+            f"\nrecord outcomes counted by each running worker since it started (accepted, "
+            f"late, duplicate, replayed, invalid; the workload has {truth.records} records): "
+            f"{counted}")
 
     def check_alive(self) -> None:
         """Fail fast, with its log, when the newest worker or sink died on its own."""

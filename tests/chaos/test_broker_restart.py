@@ -38,7 +38,7 @@ async def test_broker_restart_mid_stream(tmp_path: Path, sasl_env, make_run,
                                  end_ms=int(time.time() * 1000) + (FEED_S - 70) * 1000)
         await run.publish_customers(workload.customers)
         (port,) = free_ports(1)
-        worker = run.env.start_worker(web_port=port)
+        worker = run.start_worker(web_port=port)
         await wait_ready(port, worker)
         run.start_sink()
         gate, parked = asyncio.Event(), asyncio.Event()

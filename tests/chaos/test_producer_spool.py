@@ -59,7 +59,7 @@ async def test_producer_spools_while_broker_down(tmp_path: Path, sasl_env, make_
         assert len(invalid) == workload.invalid
         await run.publish_customers(workload.customers)
         (port,) = free_ports(1)
-        worker = run.env.start_worker(web_port=port)
+        worker = run.start_worker(web_port=port)
         await wait_ready(port, worker)
         run.start_sink()
         await run.env.produce(invalid)

@@ -29,13 +29,13 @@ async def test_second_worker_joins_first_leaves(kafka_bootstrap: str, make_run,
                              end_ms=int(time.time() * 1000) + (FEED_S - 70) * 1000)
     await run.publish_customers(workload.customers)
     port1, port2 = free_ports(2)
-    first = run.env.start_worker("w1", web_port=port1)
+    first = run.start_worker("w1", web_port=port1)
     await wait_ready(port1, first)
     run.start_sink()
     feed = asyncio.create_task(run.feed(workload.records, duration_s=FEED_S))
     try:
         await asyncio.sleep(20)
-        second = run.env.start_worker("w2", web_port=port2)
+        second = run.start_worker("w2", web_port=port2)
         await wait_ready(port2, second)
         await wait_ready(port1, first)  # the group has settled on both
         await asyncio.sleep(20)

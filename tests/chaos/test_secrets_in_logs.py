@@ -39,7 +39,7 @@ async def small_run(kafka_sasl_ssl: KafkaLocal, sasl_env, make_run) -> list[Path
     await run.publish_customers(workload.customers)
     await run.env.produce(workload.records)
     (port,) = free_ports(1)
-    worker = run.env.start_worker(web_port=port)
+    worker = run.start_worker(web_port=port)
     await wait_ready(port, worker)
     sink = run.start_sink()
     await sink.wait_running()

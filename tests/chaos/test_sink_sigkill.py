@@ -57,7 +57,7 @@ async def test_sink_sigkill_mid_batch(kafka_sasl_ssl: KafkaLocal, sasl_env, make
     await run.publish_customers(workload.customers)
     await run.env.produce(workload.records)
     (port,) = free_ports(1)
-    worker = run.env.start_worker(web_port=port)
+    worker = run.start_worker(web_port=port)
     await wait_ready(port, worker)
     sink = run.start_sink()
     kills: list[dict[str, object]] = []

@@ -32,7 +32,7 @@ async def test_state_dir_deleted(kafka_bootstrap: str, make_run,
                              end_ms=int(time.time() * 1000) + (FEED_S - 70) * 1000)
     await run.publish_customers(workload.customers)
     (port,) = free_ports(1)
-    worker = run.env.start_worker(web_port=port)
+    worker = run.start_worker(web_port=port)
     await wait_ready(port, worker)
     run.start_sink()
     feed = asyncio.create_task(run.feed(workload.records, duration_s=FEED_S))
@@ -42,7 +42,7 @@ async def test_state_dir_deleted(kafka_bootstrap: str, make_run,
         assert await asyncio.to_thread(worker.stop, 60.0) == 0
         state_bytes = sum(p.stat().st_size for p in worker.state_dir.rglob("*") if p.is_file())
         await asyncio.to_thread(shutil.rmtree, worker.state_dir)
-        worker = run.env.start_worker(web_port=port)
+        worker = run.start_worker(web_port=port)
         restore_s = await wait_ready(port, worker)
         await feed
     finally:

@@ -56,7 +56,7 @@ async def test_stripe_key_revoked_then_restored(kafka_bootstrap: str, make_run, 
     await run.publish_customers(workload.customers)
     await run.env.produce(workload.records)
     (port,) = free_ports(1)
-    worker = run.env.start_worker(web_port=port)
+    worker = run.start_worker(web_port=port)
     await wait_ready(port, worker)
     sink = run.start_sink()
     await sink.wait_running()

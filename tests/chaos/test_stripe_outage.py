@@ -37,7 +37,7 @@ async def test_stripe_down_then_flaky(kafka_bootstrap: str, make_run, fake_strip
     await run.publish_customers(workload.customers)
     await run.env.produce(workload.records)
     (port,) = free_ports(1)
-    worker = run.env.start_worker(web_port=port)
+    worker = run.start_worker(web_port=port)
     await wait_ready(port, worker)
     sink = run.start_sink()
     await sink.wait_running()

@@ -37,7 +37,7 @@ async def test_worker_sigkill_ten_times(kafka_bootstrap: str, make_run,
                              end_ms=int(time.time() * 1000) + (FEED_S - 70) * 1000)
     await run.publish_customers(workload.customers)
     (port,) = free_ports(1)
-    worker = run.env.start_worker(web_port=port)
+    worker = run.start_worker(web_port=port)
     await wait_ready(port, worker)
     run.start_sink()
     feed = asyncio.create_task(run.feed(workload.records, duration_s=FEED_S))
@@ -50,7 +50,7 @@ async def test_worker_sigkill_ten_times(kafka_bootstrap: str, make_run,
             run.check_alive()
             await asyncio.to_thread(worker.kill)
             kills.append(round(delay, 1))
-            worker = run.env.start_worker(web_port=port)
+            worker = run.start_worker(web_port=port)
             ready_s.append(round(await wait_ready(port, worker), 1))
         await feed
     finally:
