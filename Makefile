@@ -4,7 +4,7 @@ PY := .venv/bin/python
 export STRIPE_MOCK_BIN := $(CURDIR)/.cache/bin/stripe-mock
 PYTEST := $(PY) -m pytest -p no:cacheprovider --durations=12
 
-.PHONY: bootstrap demo test test-unit test-integration lint typecheck bench bench-quick clean
+.PHONY: bootstrap demo test test-unit test-integration chaos lint typecheck bench bench-quick clean
 
 bootstrap:  ## install everything (idempotent)
 	@scripts/bootstrap.sh
@@ -12,15 +12,18 @@ bootstrap:  ## install everything (idempotent)
 demo: bootstrap  ## local Kafka, worker, sink, fake Stripe (Stripe test mode if STRIPE_API_KEY is set), demo load
 	$(PY) -m streams demo --duration $${DURATION:-60}
 
-test: bootstrap lint typecheck  ## the full suite: unit tier, then integration tier (real Kafka)
+test: bootstrap lint typecheck  ## the full suite: unit tier, then integration tier (real Kafka) with the quick chaos scenarios
 	$(PYTEST) -q -m "not integration" tests
-	$(PYTEST) -q -m "integration and not chaos" tests
+	$(PYTEST) -q -m "integration and (not chaos or quick)" tests
 
 test-unit: bootstrap  ## fast tier: no broker
 	$(PYTEST) -q -m "not integration" tests
 
 test-integration: bootstrap  ## needs a broker: started from the project's jars unless KAFKA_BOOTSTRAP_SERVERS is set
-	$(PYTEST) -q -m "integration and not chaos" tests
+	$(PYTEST) -q -m "integration and (not chaos or quick)" tests
+
+chaos: bootstrap  ## every chaos scenario (docs/reliability.md; about 25 min); METERSTREAM_CHAOS_REPORT=rows.jsonl keeps the table rows
+	$(PYTEST) -q -s -m chaos tests/chaos
 
 bench:  ## every benchmark at the issue's sizes (long); results in benchmarks/results/full
 	@METERSTREAM_EXTRAS=dev,bench scripts/bootstrap.sh

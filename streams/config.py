@@ -213,6 +213,8 @@ class StripeSettings(BaseModel):
     max_retries: int = Field(default=8, ge=0, le=100)
     timeout_s: float = Field(default=10.0, gt=0, le=300)
     batch_size: int = Field(default=100, ge=1, le=100)
+    # While Stripe refuses the key (401/403), each refused call tries again this often.
+    auth_retry_s: float = Field(default=60.0, gt=0, le=3600)
 
     @property
     def live(self) -> bool:

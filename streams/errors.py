@@ -10,6 +10,8 @@
     └── SinkError                 pushing a summary to Stripe failed
         ├── RetryableSinkError    429, 5xx, timeouts, dropped connections: try again later
         └── PermanentSinkError    any other 4xx: the summary goes to the summaries DLQ
+                                  (but 401/403, a refused key, holds every summary:
+                                  streams/sink/auth.py)
 
 Lower-layer errors (aiokafka, stripe, aiohttp) are translated at the boundary with
 ``raise ... from exc``. No message carries a secret: configuration errors name the setting

@@ -153,7 +153,8 @@ class StripeV1Client:
 
 
 class StripeV2StreamClient:
-    """Up to 100 events per ``POST /v2/billing/meter_event_stream``.
+    """Up to ``max_batch`` (Stripe's limit: 100, the default) events per
+    ``POST /v2/billing/meter_event_stream``.
 
     The stream authenticates with a meter event session token (valid 15 minutes),
     created with the API key. The token is renewed ``refresh_margin_s`` before it
@@ -163,7 +164,7 @@ class StripeV2StreamClient:
     "received", not "billed" (reconcile with :func:`fetch_stripe_totals`).
     """
 
-    max_batch = 100
+    max_batch: int
 
     def __init__(
         self,
@@ -174,7 +175,11 @@ class StripeV2StreamClient:
         timeout_s: float = 10.0,
         refresh_margin_s: float = 60.0,
         clock: Callable[[], float] = time.time,
+        max_batch: int = 100,
     ) -> None:
+        if not 1 <= max_batch <= 100:
+            raise ValueError("max_batch must be within 1..100 (Stripe's limit per request)")
+        self.max_batch = max_batch
         self._secret = api_key
         self._http = stripe.AIOHTTPClient(timeout=timeout_s)
         bases: dict[str, str] = {}
@@ -259,6 +264,7 @@ def make_meter_event_client(settings: StripeSettings) -> MeterEventClient:
         api_base=settings.api_base,
         meter_events_base=settings.meter_events_base or settings.api_base,
         timeout_s=settings.timeout_s,
+        max_batch=settings.batch_size,
     )
 
 

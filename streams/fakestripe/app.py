@@ -144,6 +144,11 @@ class FakeStripe:
         self.config = dataclasses.replace(self.config, clock=clock)
         self.state.config = self.config
 
+    def set_api_key(self, api_key: str | None) -> None:
+        """Accept only ``api_key`` from now on (None: any test key): revoke or rotate."""
+        self.config = dataclasses.replace(self.config, api_key=api_key)
+        self.state.config = self.config
+
     async def set_down(self, mode: DownMode, *, for_s: float | None = None) -> None:
         """``503``: answer every API request with 503. ``refuse``: stop listening, so
         connections are refused. ``up``: back to normal. ``for_s``: revert to up later."""

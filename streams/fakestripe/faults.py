@@ -73,7 +73,8 @@ class TrafficStats:
     ``max_rate_per_s`` is the most requests seen within any sliding 1 s window (wall
     clock, monotonic). ``max_pair_concurrency`` counts attempts: a request that arrives
     while another one of the same (customer, event name) is in flight makes it 2, even
-    though the fake answers it with 429.
+    though the fake answers it with 429. ``idempotent_replays`` counts requests answered
+    with the saved answer of an earlier request with the same Idempotency-Key (resends).
     """
 
     def __init__(self) -> None:
@@ -86,6 +87,7 @@ class TrafficStats:
         self.status_counts: Counter[int] = Counter()
         self.dropped_connections = 0
         self.inflight_rejections = 0
+        self.idempotent_replays = 0
         self.requests = 0
 
     def arrive(self) -> None:
@@ -126,6 +128,7 @@ class TrafficStats:
             "max_concurrency": self.max_concurrency,
             "max_pair_concurrency": self.max_pair_concurrency,
             "inflight_rejections": self.inflight_rejections,
+            "idempotent_replays": self.idempotent_replays,
             "dropped_connections": self.dropped_connections,
             "status_counts": {str(k): v for k, v in sorted(self.status_counts.items())},
         }

@@ -114,6 +114,7 @@ async def guarded_write(
                     type="idempotency_error",
                     code="idempotency_key_in_use",
                 )
+            state.stats.idempotent_replays += 1
             return web.Response(
                 body=saved.body,
                 status=saved.status,

@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.config import KafkaSettings
 from streams.kafka_client import connection_options
-from streams.sink.kafka_io import partitions_of
+from streams.sink.kafka_io import partitions_of, start_when_reachable
 
 __all__ = ["CustomerDirectory", "CustomersReader", "HeldSummaries", "parse_customer_record"]
 
@@ -136,6 +136,7 @@ class CustomersReader:
         self.topic = topic
         self.directory = directory
         self.ready = asyncio.Event()
+        self._servers = kafka.bootstrap_servers
         self._consumer = AIOKafkaConsumer(
             **connection_options(kafka),
             client_id=client_id,
@@ -148,7 +149,7 @@ class CustomersReader:
     async def run(self) -> None:
         """Read forever (until cancelled); the consumer is closed on the way out."""
         consumer = self._consumer
-        await consumer.start()
+        await start_when_reachable(consumer.start, "customers reader", self._servers)
         try:
             tps = await partitions_of(consumer, self.topic)
             if not tps:

@@ -19,6 +19,8 @@ offset order; the dispatcher guarantees:
   duplicate, dead_lettered), after ``dead_letter`` returned for DLQ'd ones. Retryable
   errors retry forever (see retry.py); a permanent error on a multi-summary call is
   retried one summary at a time to find the culprit, the others are then accepted.
+* **A refused key (401, 403)** is nobody's summary's fault: nothing is dead-lettered or
+  finished, no new call starts, and the refused calls probe slowly (auth.py).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from decimal import Decimal
 
 from streams.config import MeterSettings
 from streams.errors import PermanentSinkError, RetryableSinkError
+from streams.sink.auth import AuthGate, HeldForAuthError, is_auth_refusal
 from streams.sink.kafka_io import Source
 from streams.sink.metrics import SinkMetrics
 from streams.sink.model import MeterEvent, MeterEventClient
@@ -102,6 +105,7 @@ class Dispatcher:
         escalate_after: int = 8,
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         redact: Callable[[str], str] = lambda s: s,
+        auth_retry_s: float = 60.0,
     ) -> None:
         self._client = client
         self._meters = meters
@@ -125,6 +129,7 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._done_ids: dict[str, None] = {}
         self._queued = 0
+        self.auth = AuthGate(metrics, auth_retry_s)
 
     # -- intake ---------------------------------------------------------------------------
     def is_done(self, summary_id: str) -> bool:
@@ -183,6 +188,8 @@ class Dispatcher:
             while not self._ready:
                 self._wake.clear()
                 await self._wake.wait()
+            # Not while holding a slot: the refused calls need slots to probe.
+            await self.auth.wait_open()
             await self._sem.acquire()
             call = self._take_call()
             if not call.pairs():
@@ -316,6 +323,8 @@ class Dispatcher:
                     await self._call(events)
 
             def on_retry(n: int, exc: RetryableSinkError, delay_s: float) -> None:
+                if isinstance(exc, HeldForAuthError):
+                    return  # the gate logged it at ERROR
                 first = works[0].summary
                 level = logging.ERROR if n + 1 >= self._escalate_after else logging.WARNING
                 log.log(level, "stripe call of %d summaries failed (attempt %d), retrying in "
@@ -357,6 +366,13 @@ class Dispatcher:
         try:
             async with asyncio.timeout(self._call_timeout_s):
                 await self._client.send(events)
+            self.auth.accepted()
+        except PermanentSinkError as exc:
+            if not is_auth_refusal(exc):
+                outcome = "permanent"
+                raise
+            outcome = "auth"
+            raise self.auth.refused(exc, self._redact(str(exc))) from exc
         except RetryableSinkError as exc:
             outcome = "retryable"
             elapsed = time.perf_counter() - started
@@ -366,9 +382,6 @@ class Dispatcher:
                 # would put two calls of these pairs in flight. Wait two timeouts' length.
                 raise RetryableSinkError(str(exc),
                                          retry_after_s=TIMEOUT_RETRY_FACTOR * timeout_s) from exc
-            raise
-        except PermanentSinkError:
-            outcome = "permanent"
             raise
         except TimeoutError as exc:
             outcome = "retryable"

@@ -1,4 +1,5 @@
-"""The sink's Kafka plumbing: reading a topic to its end, the DLQ writer."""
+"""The sink's Kafka plumbing: starting clients while Kafka may be away, reading a topic to
+its end, the DLQ writer."""
 
 from __future__ import annotations
 
@@ -6,15 +7,17 @@ import asyncio
 import base64
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.errors import KafkaConnectionError
 
 from streams.config import KafkaSettings
 from streams.kafka_client import connection_options
+from streams.sink.retry import Backoff
 
 __all__ = [
     "DeadLetterWriter",
@@ -22,9 +25,58 @@ __all__ = [
     "dead_letter_envelope",
     "partitions_of",
     "read_to_end",
+    "start_when_reachable",
 ]
 
 log = logging.getLogger(__name__)
+
+# Log every this many failed attempts at WARNING (the first one too), the others at DEBUG.
+_WARN_EVERY = 10
+
+
+async def start_when_reachable(start: Callable[[], Awaitable[None]], what: str,
+                               servers: str, backoff: Backoff | None = None) -> None:
+    """``await start()`` (an aiokafka client's) until Kafka answers.
+
+    A broker that is down while the sink starts (a restart of both, a supervisor bringing
+    the sink back during a broker outage) is waited for, as the worker waits for it,
+    instead of ending the process. aiokafka reports a refused login (wrong SASL password)
+    and a bad TLS setup as the same "unable to bootstrap" as a broker that is down, so
+    the broker is told apart by a plain TCP connect to ``servers``: if one accepts, Kafka
+    is there and refused us, and the error propagates at once.
+    """
+    backoff = backoff or Backoff(base_s=0.5, cap_s=10.0)
+    attempt = 0
+    while True:
+        try:
+            await start()
+        except KafkaConnectionError as exc:
+            if await _accepts_tcp(servers):
+                raise
+            delay = backoff.delay_s(attempt)
+            level = logging.WARNING if attempt % _WARN_EVERY == 0 else logging.DEBUG
+            log.log(level, "%s: kafka unreachable (%s), attempt %d; retrying in %.1f s", what,
+                    exc, attempt + 1, delay)
+            attempt += 1
+            await asyncio.sleep(delay)
+            continue
+        if attempt:
+            log.info("%s: kafka reachable after %d failed attempt(s)", what, attempt)
+        return
+
+
+async def _accepts_tcp(servers: str, timeout_s: float = 3.0) -> bool:
+    """True if any ``host:port`` of ``servers`` accepts a TCP connection."""
+    for server in servers.split(","):
+        host, _, port = server.strip().rpartition(":")
+        try:
+            _, writer = await asyncio.wait_for(
+                asyncio.open_connection(host.strip("[]"), int(port)), timeout_s)
+        except (OSError, ValueError, TimeoutError):
+            continue
+        writer.close()
+        return True
+    return False
 
 
 @dataclass(frozen=True, slots=True)

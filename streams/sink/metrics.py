@@ -15,7 +15,7 @@ class SinkMetrics:
         reg = registry if registry is not None else REGISTRY
         self.stripe_requests = Counter(
             "meterstream_stripe_requests_total",
-            "Calls to Stripe's meter event API by outcome (ok, retryable, permanent).",
+            "Calls to Stripe's meter event API by outcome (ok, retryable, permanent, auth).",
             ["outcome"],
             registry=reg,
         )
@@ -41,6 +41,12 @@ class SinkMetrics:
             "meterstream_sink_dlq_total",
             "Summaries written to the summaries dead-letter topic, by reason.",
             ["reason"],
+            registry=reg,
+        )
+        self.auth_failing = Gauge(
+            "meterstream_sink_stripe_auth_failing",
+            "1 while Stripe refuses the API key (401/403): the sink holds every summary "
+            "and probes every METERSTREAM_STRIPE__AUTH_RETRY_S seconds.",
             registry=reg,
         )
         self.held = Gauge(

@@ -18,6 +18,7 @@ Flow of one record, and why each step is safe:
    retried forever on retryable errors. Identifiers are deterministic, so any resend
    (retry after a timeout, replay after a crash) is a no-op at Stripe.
 4. **Dead-letter** permanent failures to usage.summaries.dlq and wait for Kafka's ack.
+   Not a refused key (401, 403): that holds every summary unfinished instead (auth.py).
 5. **Finish**: only after Stripe accepted every event of the summary, or Kafka acked its
    dead-letter record, is its offset marked finished.
 6. **Commit** every ``commit_interval_s`` per partition up to the lowest unfinished offset
@@ -27,6 +28,9 @@ Flow of one record, and why each step is safe:
 Rebalance: revoked partitions get a last commit of what is finished; their queued and
 held work is dropped (the new owner reads it again from the committed offset). Calls in
 flight for them may still complete; that only sends identifiers the new owner would send.
+
+Start: every Kafka client waits for the broker if it is down (kafka_io.start_when_reachable)
+instead of ending the process; a broker that answers but refuses us (login, TLS) ends it.
 
 Shutdown (:meth:`stop`): stop fetching, give calls in flight ``shutdown_grace_s`` to
 finish, abandon the rest (unfinished, so not committed), commit, close.
@@ -48,7 +52,7 @@ from streams.errors import ConfigError
 from streams.kafka_client import connection_options
 from streams.sink.customers import CustomerDirectory, CustomersReader, HeldSummaries
 from streams.sink.dispatch import Dispatcher, Work
-from streams.sink.kafka_io import DeadLetterWriter, Source
+from streams.sink.kafka_io import DeadLetterWriter, Source, start_when_reachable
 from streams.sink.metrics import SinkMetrics, default_metrics
 from streams.sink.model import MeterEventClient
 from streams.sink.offsets import PartitionOffsets
@@ -128,6 +132,7 @@ class StripeSink:
             escalate_after=settings.stripe.max_retries,
             clock_ms=clock_ms,
             redact=self.redact,
+            auth_retry_s=settings.stripe.auth_retry_s,
         )
 
     # -- public -----------------------------------------------------------------------------
@@ -146,12 +151,18 @@ class StripeSink:
 
     async def run(self) -> None:
         """Run until :meth:`stop`; every started resource is closed on the way out."""
+        servers = self.settings.kafka.bootstrap_servers
         customers_task = asyncio.create_task(self._customers.run(), name="sink-customers")
         tasks: list[asyncio.Task[None]] = [customers_task]
         try:
-            await self._await_or_fail(self._customers.ready.wait(), customers_task)
-            await self._dlq.start()
-            await self._consumer.start()
+            # Kafka may be away at start: each client waits for it, and a stop asked for
+            # meanwhile ends the wait (nothing has been read, so nothing is lost).
+            if not (await self._unless_stopping(self._customers.ready.wait(), customers_task)
+                    and await self._unless_stopping(start_when_reachable(
+                        self._dlq.start, "summaries DLQ producer", servers))
+                    and await self._unless_stopping(start_when_reachable(
+                        self._consumer.start, "summaries consumer", servers))):
+                return
             self._consumer.subscribe([self.topic], listener=_Listener(self))
             tasks += [
                 asyncio.create_task(self.dispatcher.run(), name="sink-dispatch"),
@@ -175,14 +186,26 @@ class StripeSink:
                      len(self.held))
 
     # -- consuming ----------------------------------------------------------------------------
-    async def _await_or_fail(self, waiting: Any, task: asyncio.Task[None]) -> None:
-        """Wait for ``waiting`` unless ``task`` (which should set it) dies first."""
+    async def _unless_stopping(self, waiting: Any,
+                               task: asyncio.Task[None] | None = None) -> bool:
+        """Wait for ``waiting``; False if :meth:`stop` came first. With ``task`` (which
+        should make ``waiting`` complete), raise its error if it dies first."""
         waiter = asyncio.ensure_future(waiting)
-        done, _ = await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
-        if waiter not in done:
-            waiter.cancel()
+        stop = asyncio.ensure_future(self._stopping.wait())
+        watched = {waiter, stop} | ({task} if task is not None else set())
+        try:
+            done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        if waiter in done:
+            waiter.result()
+            return True
+        waiter.cancel()
+        await asyncio.gather(waiter, return_exceptions=True)
+        if task is not None and task in done:
             task.result()  # raises the reader's error
             raise RuntimeError("customers reader stopped before loading the customers")
+        return False
 
     async def _consume(self) -> None:
         stop = asyncio.ensure_future(self._stopping.wait())

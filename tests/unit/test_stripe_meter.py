@@ -289,6 +289,10 @@ async def test_factory_and_fetch_totals(fake: FakeStripe, tmp_path: Path) -> Non
     v2 = make_meter_event_client(StripeSettings(mode="v2", api_base=fake.url))
     assert isinstance(v2, StripeV2StreamClient) and v2.max_batch == 100
     await v2.aclose()
+    # METERSTREAM_STRIPE__BATCH_SIZE caps the events per v2 call (it was read nowhere).
+    v2 = make_meter_event_client(StripeSettings(mode="v2", api_base=fake.url, batch_size=20))
+    assert isinstance(v2, StripeV2StreamClient) and v2.max_batch == 20
+    await v2.aclose()
     dry = make_meter_event_client(StripeSettings(mode="dry-run",
                                                  dry_run_path=tmp_path / "d.jsonl"))
     assert isinstance(dry, DryRunClient)

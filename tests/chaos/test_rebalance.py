@@ -1,0 +1,55 @@
+"""Scenario 4: a second worker joins, then the first one leaves (standby_replicas = 1).
+
+Events arrive continuously. Worker 1 owns all 8 partitions; worker 2 joins and the group
+rebalances (worker 2 takes active partitions and keeps standby copies of worker 1's);
+then worker 1 stops (SIGTERM: a clean leave) and worker 2 takes everything over, its
+standbys becoming actives. Pass mark: the ledger equals the ground truth exactly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from streams.testing.chaos import ChaosReport, Workload, wait_ready
+from streams.testing.distribution import free_ports
+
+FEED_S = 120
+
+
+@pytest.mark.timeout(1200)
+async def test_second_worker_joins_first_leaves(kafka_bootstrap: str, make_run,
+                                                chaos_report: ChaosReport) -> None:
+    run = make_run(kafka_bootstrap, partitions=8,
+                   extra_env={"METERSTREAM_WORKER__STANDBY_REPLICAS": "1"})
+    await run.env.create_topics()
+    workload = Workload.make(seed=44, events=18_000, customers=80, span_s=FEED_S,
+                             end_ms=int(time.time() * 1000) + (FEED_S - 70) * 1000)
+    await run.publish_customers(workload.customers)
+    port1, port2 = free_ports(2)
+    first = run.start_worker("w1", web_port=port1)
+    await wait_ready(port1, first)
+    run.start_sink()
+    feed = asyncio.create_task(run.feed(workload.records, duration_s=FEED_S))
+    try:
+        await asyncio.sleep(20)
+        second = run.start_worker("w2", web_port=port2)
+        await wait_ready(port2, second)
+        await wait_ready(port1, first)  # the group has settled on both
+        await asyncio.sleep(20)
+        run.check_alive()
+        first_exit = await asyncio.to_thread(first.stop, 60.0)
+        await wait_ready(port2, second)
+        await feed
+    finally:
+        feed.cancel()
+    diff = await run.settle(workload.truth, timeout_s=900)
+    second_log = second.log_path.read_text(errors="replace")
+    chaos_report.row(workload, diff, {"worker_joined": 1, "worker_left": 1},
+                     standby_replicas=1, first_exit_code=first_exit)
+    await run.verdict(workload.truth, diff)
+    assert first_exit == 0
+    # Worker 2 was given standby partitions while worker 1 was there.
+    assert "standby" in second_log.lower()

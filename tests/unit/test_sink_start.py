@@ -1,0 +1,52 @@
+"""The sink's Kafka clients wait for a broker that is down, and give up at once on one that
+is up but refuses them (aiokafka reports both as "unable to bootstrap")."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiokafka.errors import KafkaConnectionError
+
+from streams.sink.kafka_io import start_when_reachable
+from streams.sink.retry import Backoff
+from streams.testing.distribution import free_ports
+
+FAST = Backoff(base_s=0.01, cap_s=0.02)
+
+
+class FlakyStart:
+    """``start`` that fails to bootstrap ``failures`` times."""
+
+    def __init__(self, failures: int) -> None:
+        self.failures = failures
+        self.calls = 0
+
+    async def __call__(self) -> None:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 1)]")
+
+
+async def test_a_broker_that_is_down_is_waited_for(caplog: pytest.LogCaptureFixture) -> None:
+    (closed_port,) = free_ports(1)  # nothing listens there
+    start = FlakyStart(failures=5)
+    with caplog.at_level("INFO", logger="streams.sink.kafka_io"):
+        await start_when_reachable(start, "test client", f"127.0.0.1:{closed_port}", FAST)
+    assert start.calls == 6
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("kafka unreachable" in m for m in messages)
+    assert any("reachable after 5 failed attempt(s)" in m for m in messages)
+
+
+async def test_a_broker_that_answers_but_refuses_is_an_error() -> None:
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    start = FlakyStart(failures=100)
+    try:
+        with pytest.raises(KafkaConnectionError):
+            await start_when_reachable(start, "test client", f"127.0.0.1:{port}", FAST)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert start.calls == 1
