@@ -180,6 +180,9 @@ def build_app(settings: Settings) -> Components:
         events_topic_name=t.events,
         highwater=lambda tp: app.consumer.highwater(tp),
         gap_fetch=reader.fetch,
+        # Faust's private gap tracking: without it its commit stops at the first offset
+        # it skipped (it never acks what it did not deliver).
+        mark_done=lambda tp, first, last: _faust_consumer(app)._add_gap(tp, first, last),
     )
 
     @app.agent(events_topic, name="aggregate")
@@ -242,6 +245,11 @@ def _stop_before_ack() -> None:
                  exc_info=True)
     logging.shutdown()
     os._exit(EXIT_BATCH_INTERRUPTED)
+
+
+def _faust_consumer(app: faust.App) -> Any:
+    consumer: Any = app.consumer
+    return consumer
 
 
 def _aiokafka_producer(app: faust.App) -> Any:

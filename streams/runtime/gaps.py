@@ -11,7 +11,9 @@ worker went on with the next ones. Billing must not depend on that.
 So, before the core sees a partition's records, :func:`fill_gaps` compares their
 offsets with the state's position and with each other. Whatever lies between (the
 offsets after ``P.applied`` that were not delivered) is read straight from the broker
-with a plain consumer (:class:`BrokerReader`) and put in its place. An offset that has
+with a plain consumer (:class:`BrokerReader`) and put in its place. The holes are then
+handed back to Faust as done (a "gap" in its ack tracking): Faust never acks offsets it
+did not deliver, and its commit would otherwise stop at the first one for good. An offset that has
 no data record (a transaction marker, or a record deleted by retention) is simply
 absent from what the broker returns, so a legitimate hole costs one fetch and nothing
 else. Records at or below the position are kept: the core skips them as replays.
@@ -39,13 +41,15 @@ Fetch = Callable[[int, int, int], Awaitable[list[SourceRecord]]]
 
 async def fill_gaps(
     partition: int, records: Sequence[SourceRecord], applied: int, fetch: Fetch
-) -> tuple[list[SourceRecord], int]:
-    """Return ``records`` with every hole after ``applied`` filled, and the records read.
+) -> tuple[list[SourceRecord], list[tuple[int, int]], int]:
+    """Return ``records`` with every hole after ``applied`` filled, the holes as
+    ``(first, last)`` offset ranges, and the number of records read into them.
 
     ``applied`` is the last offset the state holds (-1: none, then the first record
     starts the partition and nothing before it is looked for).
     """
     out: list[SourceRecord] = []
+    holes: list[tuple[int, int]] = []
     filled = 0
     expected = applied + 1 if applied >= 0 else None
     for rec in records:
@@ -55,11 +59,12 @@ async def fill_gaps(
                         "read %d record(s) of them from the broker", partition, expected,
                         rec.offset - 1, len(missing))
             out.extend(missing)
+            holes.append((expected, rec.offset - 1))
             filled += len(missing)
         out.append(rec)
         if expected is None or rec.offset >= expected:
             expected = rec.offset + 1
-    return out, filled
+    return out, holes, filled
 
 
 class BrokerReader:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import orjson
@@ -113,6 +113,7 @@ class BatchProcessor:
         clock: Callable[[], float] = time.time,
         highwater: Callable[[Any], int | None] | None = None,
         gap_fetch: Fetch | None = None,
+        mark_done: Callable[[Any, int, int], Awaitable[None]] | None = None,
     ) -> None:
         self.core = core
         self.store = store
@@ -124,6 +125,8 @@ class BatchProcessor:
         self.highwater = highwater
         # Reads skipped offset ranges back from the broker (streams.runtime.gaps).
         self.gap_fetch = gap_fetch
+        # Tells the consumer that offsets first..last of a TP are done (Faust's ack gaps).
+        self.mark_done = mark_done
         self.last_record_wall: dict[int, float] = {}
         self.busy: dict[int, bool] = {}
         self._terms_cache: dict[bytes, CustomerTerms | None] = {}
@@ -167,9 +170,13 @@ class BatchProcessor:
             if self.gap_fetch is not None:
                 raw = view.get(partition_key(partition))
                 applied = PartitionRec.decode(raw).applied if raw else -1
-                records, filled = await fill_gaps(partition, records, applied, self.gap_fetch)
+                records, holes, filled = await fill_gaps(partition, records, applied,
+                                                         self.gap_fetch)
                 if filled:
                     metrics.GAP_RECORDS.labels(str(partition)).inc(filled)
+                for first, last in holes:
+                    if self.mark_done is not None:
+                        await self.mark_done(evs[0].message.tp, first, last)
             result = self.core.process(
                 partition, records, view, now_ms=now_ms, terms=self.terms,
             )

@@ -25,30 +25,31 @@ class Log:
 async def test_a_hole_inside_a_batch_is_filled_in_order() -> None:
     log = Log(list(range(100)))
     delivered = [rec(o) for o in (10, 11, 12, 20, 21)]
-    out, filled = await fill_gaps(3, delivered, applied=9, fetch=log.fetch)
+    out, holes, filled = await fill_gaps(3, delivered, applied=9, fetch=log.fetch)
     assert [r.offset for r in out] == list(range(10, 22))
-    assert filled == 7 and log.calls == [(3, 13, 20)]
+    assert filled == 7 and log.calls == [(3, 13, 20)] and holes == [(13, 19)]
 
 
 async def test_a_position_behind_the_first_record_is_caught_up() -> None:
     """A restart whose consumer offset was committed past state: read from the state's."""
     log = Log(list(range(100)))
-    out, filled = await fill_gaps(0, [rec(50), rec(51)], applied=44, fetch=log.fetch)
+    out, holes, filled = await fill_gaps(0, [rec(50), rec(51)], applied=44, fetch=log.fetch)
     assert [r.offset for r in out] == list(range(45, 52))
-    assert filled == 5
+    assert filled == 5 and holes == [(45, 49)]
 
 
 async def test_offsets_without_data_cost_one_fetch_and_nothing_else() -> None:
     """Transaction markers or records deleted by retention leave legitimate holes."""
     log = Log([5, 9, 10])
-    out, filled = await fill_gaps(1, [rec(9), rec(10)], applied=5, fetch=log.fetch)
+    out, holes, filled = await fill_gaps(1, [rec(9), rec(10)], applied=5, fetch=log.fetch)
     assert [r.offset for r in out] == [9, 10]
-    assert filled == 0 and log.calls == [(1, 6, 9)]
+    assert filled == 0 and log.calls == [(1, 6, 9)] and holes == [(6, 8)]
 
 
 async def test_replays_are_kept_and_no_state_means_no_lookback() -> None:
     log = Log(list(range(100)))
-    out, filled = await fill_gaps(2, [rec(3), rec(4), rec(5)], applied=4, fetch=log.fetch)
-    assert [r.offset for r in out] == [3, 4, 5] and filled == 0
-    out, filled = await fill_gaps(2, [rec(40), rec(41)], applied=-1, fetch=log.fetch)
+    out, holes, filled = await fill_gaps(2, [rec(3), rec(4), rec(5)], applied=4,
+                                         fetch=log.fetch)
+    assert [r.offset for r in out] == [3, 4, 5] and filled == 0 and holes == []
+    out, holes, filled = await fill_gaps(2, [rec(40), rec(41)], applied=-1, fetch=log.fetch)
     assert [r.offset for r in out] == [40, 41] and filled == 0 and log.calls == []
