@@ -30,8 +30,8 @@ FLAKY = Faults(rate_429=0.15, rate_500=0.05, rate_timeout=0.03, rate_drop=0.02,
 async def test_stripe_down_then_flaky(kafka_bootstrap: str, make_run, fake_stripe: FakeStripe,
                                       chaos_report: ChaosReport, down_s: int) -> None:
     quick = down_s < 60
-    workload = Workload.make(seed=55, events=6_000 if quick else 9_000,
-                             customers=30 if quick else 45, span_s=12 * 60)
+    workload = Workload.make(seed=55, events=4_000 if quick else 9_000,
+                             customers=20 if quick else 45, span_s=12 * 60)
     run = make_run(kafka_bootstrap, mode="v1", stripe_timeout_s=2.0)
     await run.env.create_topics()
     await run.publish_customers(workload.customers)
