@@ -245,21 +245,52 @@ class StripeSettings(BaseModel):
 
 
 class WorkerSettings(BaseModel):
-    """The worker process: state, web server, logging."""
+    """The worker process: group membership, state, web server, logging."""
 
     model_config = _FROZEN
 
     app_id: str = Field(default="meterstream", pattern=r"^[A-Za-z0-9_.-]{1,100}$")
+    # The static group member id (Kafka's group.instance.id): a worker restarted under the
+    # same id gets its partitions back at once, without a rebalance. Two running workers
+    # must never share one. None: the host name and the web port, unique on a host.
+    instance_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.:-]{1,200}$")
     state_dir: Path = Path("./data")
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65_535)  # Faust refuses port 0
+    # The URL other workers forward usage queries to. None: http://{web_host}:{web_port},
+    # with the host name in place of a wildcard address (0.0.0.0, ::).
+    advertised_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+$")
     api_token: SecretStr | None = None
-    standby_replicas: int = Field(default=1, ge=0, le=8)
-    # RocksDB sized for a small box: caches in MiB.
-    rocksdb_block_cache_mb: int = Field(default=64, ge=8, le=65_536)
-    rocksdb_write_buffer_mb: int = Field(default=16, ge=1, le=4096)
+    # One bound on RocksDB's memory for the whole process: a block cache shared by every
+    # partition's database, with their write buffers charged against it.
+    rocksdb_memory_mb: int = Field(default=256, ge=16, le=65_536)
+    # A consumer whose heartbeats stop for this long leaves the group and its partitions
+    # move; a restarted worker with the same instance_id comes back within it unnoticed.
+    session_timeout_s: float = Field(default=10.0, ge=6.0, le=300.0)
+    # "Caught up" (GET /ready's caught_up, meterstream_caught_up): every owned partition's
+    # consumer lag is at most this many records.
+    caught_up_max_lag: int = Field(default=1000, ge=0, le=100_000_000)
     log_format: Literal["text", "json"] = "text"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @property
+    def effective_instance_id(self) -> str:
+        if self.instance_id is not None:
+            return self.instance_id
+        import socket
+
+        return f"{socket.gethostname()}-{self.web_port}"
+
+    @property
+    def effective_advertised_url(self) -> str:
+        if self.advertised_url is not None:
+            return self.advertised_url
+        host = self.web_host
+        if host in ("0.0.0.0", "::", ""):
+            import socket
+
+            host = socket.gethostname()
+        return f"http://{host}:{self.web_port}"
 
 
 class Settings(BaseSettings):

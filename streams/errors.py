@@ -7,6 +7,8 @@
     ├── EventValidationError      (also ValueError) an event the producer SDK refuses to send
     ├── ProducerError             the producer SDK could neither send nor spool
     ├── ImportSourceError         an import source cannot be listed or read (a file, S3)
+    ├── PartitionFencedError      another worker owns the partition now (its producer
+    │                             fenced ours): drop the partition, write nothing for it
     └── SinkError                 pushing a summary to Stripe failed
         ├── RetryableSinkError    429, 5xx, timeouts, dropped connections: try again later
         └── PermanentSinkError    any other 4xx: the summary goes to the summaries DLQ
@@ -25,6 +27,7 @@ __all__ = [
     "EventValidationError",
     "ImportSourceError",
     "MeterstreamError",
+    "PartitionFencedError",
     "PermanentSinkError",
     "ProducerError",
     "RetryableSinkError",
@@ -60,6 +63,18 @@ class ProducerError(MeterstreamError):
 
 class ImportSourceError(MeterstreamError):
     """``meterstream import`` cannot list or read its source (a local path or S3)."""
+
+
+class PartitionFencedError(MeterstreamError):
+    """A newer owner of the partition initialised its transactional producer: ours is fenced.
+
+    The worker drops the partition at once (pauses it, discards the batch in progress,
+    writes no state for it) and waits for the group to assign it again.
+    """
+
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+        super().__init__(f"partition {partition}: fenced by a newer owner")
 
 
 class SinkError(MeterstreamError):

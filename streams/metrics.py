@@ -12,16 +12,21 @@ __all__ = [
     "ALERTS",
     "BATCH_DURATION",
     "BATCH_EVENTS",
+    "CAUGHT_UP",
     "CONSUMER_LAG",
     "DLQ",
     "EVENTS",
     "EVENT_TIME_LAG",
+    "FENCED",
     "GAP_RECORDS",
     "OPEN_WINDOWS",
+    "OWNED_PARTITIONS",
+    "RESTORED_RECORDS",
     "ROCKSDB_SIZE",
     "STATE_WRITES",
     "SUMMARIES",
     "TICKS",
+    "TXN_RESETS",
     "WATERMARK",
 ]
 
@@ -41,7 +46,31 @@ SUMMARIES = Counter(
 ALERTS = Counter("meterstream_alerts_total", "Threshold alerts emitted.", ["threshold_kind"])
 TICKS = Counter("meterstream_ticks_total", "Tick records written to idle partitions.")
 STATE_WRITES = Counter(
-    "meterstream_state_writes_total", "Table writes (each is one changelog message)."
+    "meterstream_state_writes_total", "State writes (each is one changelog message)."
+)
+OWNED_PARTITIONS = Gauge(
+    "meterstream_owned_partitions", "Partitions of the events topic this worker owns."
+)
+CAUGHT_UP = Gauge(
+    "meterstream_caught_up",
+    "1 when every owned partition's consumer lag is within WORKER__CAUGHT_UP_MAX_LAG "
+    "(and the partitions are restored), else 0.",
+)
+RESTORED_RECORDS = Counter(
+    "meterstream_restored_records_total",
+    "Changelog records applied to local state while restoring, per partition.",
+    ["partition"],
+)
+FENCED = Counter(
+    "meterstream_partitions_fenced_total",
+    "Batches abandoned because a newer owner fenced this worker's producer.",
+    ["partition"],
+)
+TXN_RESETS = Counter(
+    "meterstream_transaction_resets_total",
+    "Batches that failed for another reason: the partition's producer was restarted and "
+    "the batch read again from the committed position.",
+    ["partition"],
 )
 EVENT_TIME_LAG = Gauge(
     "meterstream_event_time_lag_seconds",
@@ -71,7 +100,7 @@ ROCKSDB_SIZE = Gauge(
 )
 BATCH_DURATION = Histogram(
     "meterstream_batch_duration_seconds",
-    "Time to aggregate one batch and hand its writes to Kafka.",
+    "Time to aggregate one batch and commit it (Kafka transaction, then RocksDB).",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 BATCH_EVENTS = Histogram(

@@ -17,7 +17,12 @@ from aiokafka.errors import TopicAlreadyExistsError
 from streams.config import Settings
 from streams.kafka_client import connection_options
 
-__all__ = ["TopicPlan", "create_topics", "topic_plan"]
+__all__ = ["CHANGELOG_DELETE_RETENTION_MS", "TopicPlan", "changelog_topic", "create_topics",
+           "topic_plan"]
+
+# How long the worker's changelog keeps a tombstone after compaction (and so how old a
+# worker's local state may be and still be restored from the changelog's tail).
+CHANGELOG_DELETE_RETENTION_MS = 7 * 86_400_000
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +35,13 @@ class TopicPlan:
     config: dict[str, str]
 
 
+def changelog_topic(settings: Settings) -> str:
+    """The worker's state changelog: one partition per events partition, compacted."""
+    return f"{settings.worker.app_id}-state-changelog"
+
+
 def topic_plan(settings: Settings) -> list[TopicPlan]:
-    """Every topic meterstream reads or writes (Faust creates its own changelogs)."""
+    """Every topic meterstream reads or writes, the worker's state changelog included."""
     t = settings.topics
     events = {"retention.ms": str(t.events_retention_ms), "cleanup.policy": "delete",
               "message.timestamp.type": "CreateTime"}
@@ -44,12 +54,18 @@ def topic_plan(settings: Settings) -> list[TopicPlan]:
         TopicPlan(t.summaries_dlq, t.partitions, t.replication_factor, outputs),
         TopicPlan(t.alerts, t.partitions, t.replication_factor, outputs),
         TopicPlan(t.customers, t.partitions, t.replication_factor, compacted),
+        TopicPlan(changelog_topic(settings), t.partitions, t.replication_factor,
+                  {"cleanup.policy": "compact",
+                   "delete.retention.ms": str(CHANGELOG_DELETE_RETENTION_MS)}),
     ]
 
 
-async def create_topics(settings: Settings) -> dict[str, str]:
-    """Create missing topics; return ``{topic: "created" | "exists" | problem}``."""
-    plans = topic_plan(settings)
+async def create_topics(
+    settings: Settings, only: set[str] | None = None
+) -> dict[str, str]:
+    """Create missing topics (of ``only``, when given); return
+    ``{topic: "created" | "exists" | problem}``."""
+    plans = [p for p in topic_plan(settings) if only is None or p.name in only]
     admin = AIOKafkaAdminClient(**connection_options(settings.kafka),
                                 client_id=settings.kafka.client_id)
     await admin.start()

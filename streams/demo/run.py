@@ -108,7 +108,6 @@ def _demo_env(bootstrap: str, data_dir: Path, web_port: int, stripe_base: str | 
         "METERSTREAM_WORKER__APP_ID": "meterstream-demo",
         "METERSTREAM_WORKER__STATE_DIR": str(data_dir / "worker-state"),
         "METERSTREAM_WORKER__WEB_PORT": str(web_port),
-        "METERSTREAM_WORKER__STANDBY_REPLICAS": "0",
         "METERSTREAM_STRIPE__MODE": "v1",
     })
     if stripe_key is not None:

@@ -1,10 +1,14 @@
 """The worker's HTTP API on Faust's web server.
 
 - ``GET /customers/{id}/usage``: the current billing period per meter, spend, thresholds
-  crossed and the last event time. Faust's table router forwards the request to the
-  worker that owns the customer's partition.
-- ``GET /health``: the process is up. ``GET /ready``: the first table recovery has
-  finished and no rebalance or recovery is under way.
+  crossed and the last event time (``?period=YYYY-MM`` for another period). A worker that
+  does not own the customer's partition forwards the request to the owner (the group's
+  assignment tells every worker who owns what); a forwarded request is never forwarded
+  again, so a stale map answers 503 instead of looping.
+- ``GET /partitions``: which worker URL owns which partition, and what this worker owns.
+- ``GET /health``: the process is up. ``GET /ready``: partitions assigned and restored, no
+  rebalance under way; its body also says whether the worker has caught up
+  (``caught_up``: every owned partition's lag within ``WORKER__CAUGHT_UP_MAX_LAG``).
 - ``GET /metrics``: Prometheus text format.
 
 When a token is configured every route but /health and /ready needs
@@ -17,6 +21,8 @@ import hmac
 import time
 from typing import Any
 
+import aiohttp
+from aiokafka.partitioner import murmur2
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.core.money import format_decimal
@@ -24,7 +30,16 @@ from streams.core.state import SpendRec, spend_key
 from streams.core.windows import period_of
 from streams.runtime.app import Components
 
-__all__ = ["register_views", "usage_document"]
+__all__ = ["FORWARDED_HEADER", "partition_of", "register_views", "usage_document"]
+
+FORWARDED_HEADER = "X-Meterstream-Forwarded"
+_FORWARD_TIMEOUT_S = 10.0
+
+
+def partition_of(customer: str, partitions: int) -> int:
+    """The events partition of ``customer``: Kafka's murmur2 of the key, as producers use."""
+    hashed: int = murmur2(customer.encode())
+    return (hashed & 0x7FFFFFFF) % partitions
 
 
 def usage_document(raw: bytes | None, customer: str, period: str) -> dict[str, Any]:
@@ -44,7 +59,7 @@ def usage_document(raw: bytes | None, customer: str, period: str) -> dict[str, A
 
 
 def register_views(c: Components) -> None:
-    app, settings = c.app, c.settings
+    app, settings, plane = c.app, c.settings, c.plane
     token = settings.worker.api_token
     currency = settings.aggregator.currency
 
@@ -61,17 +76,18 @@ def register_views(c: Components) -> None:
 
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:
-        # Ready once the first recovery has finished (tables restored, streams seeked)
-        # and no rebalance or later recovery is under way.
-        recovery = getattr(app.tables, "recovery", None)
-        ok = bool(
-            app.started
-            and recovery is not None
-            and recovery.completed.is_set()
-            and not recovery.in_recovery
-            and not app.rebalancing
-        )
-        return web.json({"ready": ok}, status=200 if ok else 503)
+        ok = plane.ready
+        body = {"ready": ok, "partitions": sorted(plane.owned), "lag": plane.lag(),
+                "caught_up": plane.caught_up()}
+        return web.json(body, status=200 if ok else 503)
+
+    @app.page("/partitions")
+    async def routes(web: Any, request: Any) -> Any:
+        if not authorized(request):
+            return web.json({"error": "unauthorized"}, status=401)
+        return web.json({"owned": sorted(plane.owned),
+                         "owners": {str(p): url for p, url in
+                                    sorted(plane.assignor.routes.items())}})
 
     @app.page("/metrics")
     async def metrics_view(web: Any, request: Any) -> Any:
@@ -80,12 +96,35 @@ def register_views(c: Components) -> None:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
 
     @app.page("/customers/{customer}/usage")
-    @app.table_route(table=c.state, match_info="customer")
     async def usage(web: Any, request: Any, customer: str) -> Any:
         if not authorized(request):
             return web.json({"error": "unauthorized"}, status=401)
         period = request.query.get("period") or period_of(int(time.time() * 1000))
-        raw = c.state.data.get(spend_key(customer, period).encode())
+        p = partition_of(customer, plane.events_partitions)
+        owned = plane.owned.get(p)
+        if owned is None or owned.fenced or not plane.ready:
+            return await _forward(web, request, p)
+        raw = owned.state.view.get(spend_key(customer, period))
         doc = usage_document(raw, customer, period)
         doc["currency"] = currency
         return web.json(doc)
+
+    async def _forward(web: Any, request: Any, p: int) -> Any:
+        owner = plane.assignor.routes.get(p)
+        me = settings.worker.effective_advertised_url
+        if request.headers.get(FORWARDED_HEADER) or owner is None or owner == me:
+            return web.json({"error": f"partition {p} is not served here right now; retry"},
+                            status=503)
+        headers = {FORWARDED_HEADER: "1"}
+        if "Authorization" in request.headers:
+            headers["Authorization"] = request.headers["Authorization"]
+        url = f"{owner}{request.rel_url}"
+        try:
+            timeout = aiohttp.ClientTimeout(total=_FORWARD_TIMEOUT_S)
+            async with aiohttp.ClientSession(timeout=timeout) as session, \
+                    session.get(url, headers=headers) as resp:
+                body = await resp.read()
+                return web.bytes(body, status=resp.status, content_type="application/json")
+        except (aiohttp.ClientError, TimeoutError):
+            return web.json({"error": f"the owner of partition {p} did not answer; retry"},
+                            status=503)

@@ -87,7 +87,6 @@ class PipelineEnv:
             "METERSTREAM_AGGREGATOR__WINDOW_S": str(self.window_s),
             "METERSTREAM_AGGREGATOR__GRACE_S": str(self.grace_s),
             "METERSTREAM_AGGREGATOR__IDLE_CLOSE_AFTER_S": str(self.idle_close_after_s),
-            "METERSTREAM_WORKER__STANDBY_REPLICAS": "0",
         }
         env.update(self.extra_env)
         return env

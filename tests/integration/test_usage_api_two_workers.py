@@ -1,8 +1,9 @@
 """The usage API with two workers: every customer's answer is right from either worker.
 
-Two real ``meterstream worker`` processes share 8 partitions. Faust's table router must
-forward ``GET /customers/{id}/usage`` to the worker that owns the customer's partition
-(the partition its events were produced to), so both workers give the same, exact
+Two real ``meterstream worker`` processes share 8 partitions. A worker must forward
+``GET /customers/{id}/usage`` to the worker that owns the customer's partition (the
+partition its events were produced to; ``GET /partitions`` says who owns which), so both
+workers give the same, exact
 per-meter totals for every customer. With an API token configured, a request without the
 token is refused with 401 and one with it answers 200, on the owner and through the
 forwarding worker alike.
@@ -21,6 +22,7 @@ import aiohttp
 
 from streams.core.windows import period_of
 from streams.loadgen import GroundTruth, WorkloadSpec, generate
+from streams.runtime.web import partition_of
 from streams.testing.distribution import free_ports
 from streams.testing.pipeline import PipelineEnv, WorkerProcess
 
@@ -37,8 +39,8 @@ async def _get(session: aiohttp.ClientSession, url: str,
 
 async def _wait_ready(session: aiohttp.ClientSession, ports: list[int],
                       workers: list[WorkerProcess], timeout_s: float = 120) -> None:
-    """Until every worker answers /ready with 200 and the router lists both workers as
-    owners of the state table's partitions (the group has rebalanced)."""
+    """Until every worker answers /ready with 200 and /partitions lists every worker as
+    an owner (the group has rebalanced)."""
     deadline = time.monotonic() + timeout_s
     while True:
         assert all(w.alive() for w in workers), "a worker exited during start-up"
@@ -46,10 +48,9 @@ async def _wait_ready(session: aiohttp.ClientSession, ports: list[int],
             ready = [(await _get(session, f"http://127.0.0.1:{p}/ready"))[0] for p in ports]
             owners = set()
             for p in ports:
-                status, body = await _get(session, f"http://127.0.0.1:{p}/router/state/")
+                status, body = await _get(session, f"http://127.0.0.1:{p}/partitions", AUTH)
                 if status == 200 and isinstance(body, dict):
-                    owners |= {url for url, topics in body.items()
-                               if any(parts for parts in topics.values())}
+                    owners |= set(body["owners"].values())
             if ready == [200] * len(ports) and len(owners) == len(ports):
                 return
         except aiohttp.ClientError:
@@ -110,10 +111,10 @@ async def test_usage_from_both_workers_and_token(kafka_bootstrap: str, tmp_path:
                     bad = {"Authorization": "Bearer wrong"}
                     status, _ = await _get(session, url(port, customer), bad)
                     assert status == 401
-                status, route = await _get(
-                    session, f"http://127.0.0.1:{ports[0]}/router/state/{customer}/")
-                assert status == 200, route
-                owners[str(route)] += 1
+                status, routes = await _get(
+                    session, f"http://127.0.0.1:{ports[0]}/partitions", AUTH)
+                assert status == 200, routes
+                owners[routes["owners"][str(partition_of(customer, 8))]] += 1
             # Both workers own some customers, so both answers above went through the
             # forwarding path for some customers.
             assert len(owners) == 2, owners

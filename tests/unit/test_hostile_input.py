@@ -30,7 +30,7 @@ from streams.core.events import (
     decode_record,
 )
 from streams.core.pricing import MeterRule
-from streams.runtime.processor import _tick_of
+from streams.runtime.records import _tick_of
 from streams.testing.hostile import SUM_METERS, hostile_workload
 from streams.testing.memory_state import MemoryState
 
