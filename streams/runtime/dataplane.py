@@ -52,7 +52,7 @@ from streams.runtime.assignor import RoutingAssignor
 from streams.runtime.checkpoint import BatchTopics, commit_batch
 from streams.runtime.customers import CustomersTable
 from streams.runtime.gaps import BrokerReader, fill_gaps
-from streams.runtime.kafka_txn import PartitionProducer
+from streams.runtime.kafka_txn import PartitionProducer, quiet_fenced_futures
 from streams.runtime.local_state import MemoryBudget, PartitionState
 from streams.runtime.observe import observe_batch
 from streams.runtime.records import TICK_HEADER, source_record_from_kafka
@@ -125,6 +125,7 @@ class DataPlane:
         from streams.adapters.kafka_admin import create_topics
 
         w = self.settings.worker
+        quiet_fenced_futures(asyncio.get_running_loop())
         result = await create_topics(self.settings, only={self.topics.changelog})
         problem = result.get(self.topics.changelog, "")
         if problem not in ("created", "exists"):

@@ -17,6 +17,7 @@ so one customer's outputs keep one partition.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any
 
@@ -31,7 +32,9 @@ from aiokafka.partitioner import murmur2
 from streams.errors import PartitionFencedError
 from streams.runtime.ports import OutRecord
 
-__all__ = ["PartitionProducer", "transactional_id"]
+__all__ = ["PartitionProducer", "quiet_fenced_futures", "transactional_id"]
+
+log = logging.getLogger(__name__)
 
 _FENCED = (ProducerFenced, InvalidProducerEpoch, TransactionalIdAuthorizationFailed)
 MAX_BATCH_BYTES = 256 * 1024
@@ -39,6 +42,24 @@ MAX_BATCH_BYTES = 256 * 1024
 
 def transactional_id(app_id: str, events_topic: str, partition: int) -> str:
     return f"{app_id}-{events_topic}-{partition}"
+
+
+def quiet_fenced_futures(loop: asyncio.AbstractEventLoop) -> None:
+    """Log aiokafka's unretrieved "fenced" futures at DEBUG instead of asyncio's ERROR.
+
+    When a producer is fenced, aiokafka fails every future its transaction manager holds,
+    and those nobody awaits are reported by asyncio as "Future exception was never
+    retrieved" at ERROR when collected: a dozen lines for one expected event, which the
+    data plane has already handled (and counted in meterstream_partitions_fenced_total).
+    Every other unhandled exception keeps asyncio's default report.
+    """
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if isinstance(context.get("exception"), _FENCED):
+            log.debug("a fenced producer's future: %s", context.get("message"))
+            return
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
 
 
 def _retrieve(future: asyncio.Future[Any]) -> None:

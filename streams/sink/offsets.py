@@ -62,5 +62,12 @@ class PartitionOffsets:
             return None
         return offset
 
+    def seen_to(self, position: int) -> None:
+        """Every record before ``position`` (the consumer's position) has been tracked: the
+        offsets between the last one read and ``position`` hold no record (the commit
+        markers of the worker's transactions), so they count as read and finished."""
+        if self._next is None or position > self._next:
+            self._next = position
+
     def mark_committed(self, offset: int) -> None:
         self._committed = offset

@@ -223,6 +223,7 @@ class StripeSink:
                     for record in records:
                         if tp in assigned:
                             await self._intake(record)
+                await self._seen_to_positions(assigned)
                 self._backpressure()
         finally:
             stop.cancel()
@@ -332,6 +333,17 @@ class StripeSink:
             if len(self.held):
                 log.info("%d summaries of %d customers still wait for a stripe_customer_id",
                          len(self.held), len(self.held.customers()))
+
+    async def _seen_to_positions(self, assigned: set[TopicPartition]) -> None:
+        """Every record the consumer returned so far is tracked now (no fetch is in flight):
+        its position may be past them, over the commit markers of the worker's
+        transactions, which hold no record. Committing up to there skips nothing, and a
+        caught-up group then has committed the topic's end offset."""
+        for tp in assigned:
+            if tp.topic != self.topic:
+                continue
+            position = await self._consumer.position(tp)
+            self._offsets.setdefault(tp.partition, PartitionOffsets()).seen_to(position)
 
     # -- committing ---------------------------------------------------------------------------
     async def _commit_loop(self) -> None:

@@ -37,7 +37,7 @@ class WorkerProcess:
     state_dir: Path
 
     def kill(self) -> None:
-        """SIGKILL: no flush, no commit, no clean-shutdown marker."""
+        """SIGKILL: no flush, no commit, nothing finished."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=30)
@@ -52,6 +52,15 @@ class WorkerProcess:
                 self.proc.kill()
                 self.proc.wait(timeout=30)
         return self.proc.returncode
+
+    def freeze(self) -> None:
+        """SIGSTOP: the process stops where it is (a GC pause, a VM migration, a stalled
+        disk), heartbeats included."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT: the frozen process goes on from where it stopped."""
+        self.proc.send_signal(signal.SIGCONT)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
