@@ -11,7 +11,7 @@ import sys
 
 import orjson
 
-__all__ = ["setup_logging"]
+__all__ = ["RetriedErrorsAreWarnings", "setup_logging"]
 
 _EXTRA = ("customer", "partition", "offset", "topic")
 
@@ -33,9 +33,26 @@ class JsonFormatter(logging.Formatter):
         return orjson.dumps(doc, default=str).decode()
 
 
+# aiokafka logs these at ERROR although the client retries them and goes on: the group
+# coordinator is not known yet (a new broker creates its offsets topic on the first join)
+# or moved. No ERROR line without an error: they are logged as warnings.
+_RETRIED_AT_ERROR = ("Group Coordinator Request failed",)
+
+
+class RetriedErrorsAreWarnings(logging.Filter):
+    """Demote aiokafka's ERROR lines for conditions it retries to WARNING."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (record.levelno == logging.ERROR and record.name.startswith("aiokafka")
+                and str(record.msg).startswith(_RETRIED_AT_ERROR)):
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     """Configure the root logger once: one handler on stderr."""
     handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RetriedErrorsAreWarnings())
     if fmt == "json":
         handler.setFormatter(JsonFormatter())
     else:

@@ -20,7 +20,7 @@ def run_worker(settings: Settings) -> int:
     """Run the worker until SIGTERM/SIGINT; return the process exit code."""
     import faust
 
-    from streams.logs import setup_logging
+    from streams.logs import RetriedErrorsAreWarnings, setup_logging
     from streams.runtime.app import build_app
     from streams.runtime.web import register_views
 
@@ -29,6 +29,12 @@ def run_worker(settings: Settings) -> int:
     register_views(components)
 
     class _Worker(faust.Worker):
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            super().on_setup_root_logger(logger, level)
+            # Until our own logging replaces Faust's (below), its handlers get our filter.
+            for handler in logger.handlers:
+                handler.addFilter(RetriedErrorsAreWarnings())
+
         async def on_startup_finished(self) -> None:
             await super().on_startup_finished()
             # Faust configured logging its own way; ours (text or JSON) replaces it.

@@ -1,0 +1,72 @@
+"""The worker's parts that need no broker: the assignor's plan, local state, the log filter."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from streams.logs import RetriedErrorsAreWarnings
+from streams.runtime.assignor import plan_assignment
+from streams.runtime.local_state import MemoryBudget, PartitionState
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 32), st.lists(st.frozensets(st.integers(0, 40), max_size=12),
+                                    min_size=1, max_size=6))
+def test_assignment_is_complete_balanced_and_keeps_what_it_can(
+    partitions: int, owned: list[frozenset[int]]
+) -> None:
+    members = {f"m{i}": (f"worker-{i}", o) for i, o in enumerate(owned)}
+    plan = plan_assignment(range(partitions), members)
+    assigned = [p for parts in plan.values() for p in parts]
+    assert sorted(assigned) == list(range(partitions))  # every partition exactly once
+    sizes = [len(parts) for parts in plan.values()]
+    assert max(sizes) - min(sizes) <= 1
+    # Sticky: a member under its share keeps what it owned (and nobody else claimed first).
+    quota = partitions // len(members)
+    for m, (_id, had) in members.items():
+        kept = set(plan[m]) & had
+        claimed = {p for other, (_i, o) in members.items() if other < m for p in o}
+        wanted = sorted((had & set(range(partitions))) - claimed)
+        assert len(kept) >= min(quota, len(wanted))
+    assert plan == plan_assignment(range(partitions), members)  # deterministic
+
+
+def test_a_worker_that_rejoins_keeps_its_partitions() -> None:
+    before = plan_assignment(range(8), {"a": ("w1", frozenset()), "b": ("w2", frozenset())})
+    after = plan_assignment(range(8), {"b2": ("w2", frozenset(before["b"])),
+                                       "a": ("w1", frozenset(before["a"]))})
+    assert after["b2"] == before["b"] and after["a"] == before["a"]
+
+
+def test_local_state_records_the_changelog_offset_with_the_writes(tmp_path: Path) -> None:
+    budget = MemoryBudget(32)
+    state = PartitionState(tmp_path / "0", budget)
+    assert state.changelog_next == 0 and state.written_ms is None
+    state.apply([(b"W|a", b"1"), (b"W|b", b"2"), (b"W|a", None)], 17)
+    assert state.changelog_next == 17 and state.written_ms is not None
+    assert state.view.get("W|a") is None and state.view.get("W|b") == b"2"
+    assert state.view.get_many(["W|a", "W|b"]) == [None, b"2"]
+    assert list(state.view.keys_with_prefix("W|")) == ["W|b"]  # bookkeeping keys hidden
+    state.close()
+    reopened = PartitionState(tmp_path / "0", budget)  # kept across a restart
+    assert reopened.changelog_next == 17 and reopened.view.get("W|b") == b"2"
+    reopened.wipe()
+    assert reopened.changelog_next == 0 and reopened.view.get("W|b") is None
+    reopened.close()
+
+
+def test_retried_aiokafka_errors_are_logged_as_warnings() -> None:
+    f = RetriedErrorsAreWarnings()
+    retried = logging.LogRecord("aiokafka.consumer.group_coordinator", logging.ERROR, "", 0,
+                                "Group Coordinator Request failed: %s", ("x",), None)
+    real = logging.LogRecord("aiokafka.consumer.group_coordinator", logging.ERROR, "", 0,
+                             "Heartbeat session expired - marking coordinator dead", (), None)
+    ours = logging.LogRecord("streams.sink", logging.ERROR, "", 0,
+                             "Group Coordinator Request failed", (), None)
+    assert f.filter(retried) and retried.levelname == "WARNING"
+    assert f.filter(real) and real.levelname == "ERROR"
+    assert f.filter(ours) and ours.levelname == "ERROR"
