@@ -212,6 +212,11 @@ def worker_events(port: int) -> float:
     return sum(float(v) for v in _EVENTS_RE.findall(text))
 
 
+async def worker_ready(port: int) -> bool:
+    """The worker's /ready answers 200 (its partitions are assigned and restored)."""
+    return http_get(f"http://127.0.0.1:{port}/ready")[0] == 200
+
+
 async def wait_until(pred: Callable[[], bool], timeout_s: float, every_s: float = 0.1) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

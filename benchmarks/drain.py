@@ -52,6 +52,7 @@ from benchmarks.common import (
     spawn,
     stop_process,
     worker_events,
+    worker_ready,
     write_json,
 )
 from benchmarks.profile import summarize_collapsed
@@ -225,6 +226,7 @@ async def _meterstream_run(env: PipelineEnv, wl: DrainWorkload, workdir: Path, r
     launched = time.time()
     worker = env.start_worker(tag, web_port=port)
     first: float | None = None
+    ready_at: float | None = None
     done: float | None = None
     peak = 0
     spy: subprocess.Popen[bytes] | None = None
@@ -234,6 +236,8 @@ async def _meterstream_run(env: PipelineEnv, wl: DrainWorkload, workdir: Path, r
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and worker.alive() and not watcher.done():
+            if ready_at is None and worker_ready(port):
+                ready_at = time.time()
             if first is None and worker_events(port) > 0:
                 first = time.time()
                 if spy_out is not None:
@@ -270,9 +274,11 @@ async def _meterstream_run(env: PipelineEnv, wl: DrainWorkload, workdir: Path, r
         if spy_started is not None and spy_stopped is not None:
             extra["profile"]["busy_share_of_one_core"] = round(
                 extra["profile"]["busy_samples"] / (100 * (spy_stopped - spy_started)), 3)
-    if first is not None and done is not None and done < first:
-        # The last summary was produced before the first /metrics poll saw any event.
-        first = launched
+    if done is not None and (first is None or done < first):
+        # The drain ended before a /metrics poll saw any event: count from when the worker
+        # was ready (its partitions assigned and restored: it fetches from then on), or
+        # from its launch. Both are earlier than the first event, so the rate is a floor.
+        first = ready_at if ready_at is not None and ready_at < done else launched
     return DrainRun(
         "meterstream", wl.pack, repeat, n, wl.truth.records, ok, True if ok else None,
         _rate(n, first, done) if ok else _rate(processed, first, time.time()),
