@@ -44,7 +44,8 @@ ALL_ON = CHART / "ci" / "all-on-values.yaml"
 RULES = ROOT / "deploy" / "prometheus" / "rules" / "meterstream.rules.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "dashboards" / "meterstream.json"
 # Custom resources of the Prometheus operator: no Kubernetes schema covers them; they are
-# checked against what they must select and hold below.
+# checked against the operator's models (generated from its CRDs; the
+# cloudcoil-models-prometheus-operator package) and against what they must select and hold.
 OPERATOR_KINDS = frozenset({"ServiceMonitor", "PrometheusRule"})
 
 
@@ -94,6 +95,36 @@ def test_every_manifest_matches_the_kubernetes_schemas(values: Path) -> None:
         except kubernetes_validate.ValidationError as exc:
             problems.append(f"{m.source} {m.kind}/{m.name}: {exc.message}")
     assert not problems, "\n".join(problems)
+
+
+def _operator_problems(doc: dict[str, Any]) -> str | None:
+    """Why ``doc`` is not a valid operator resource, or None. The models accept unknown
+    fields silently, so a field that does not survive the round trip is one."""
+    # Imported here: its models take seconds to import, paid only by this check.
+    from cloudcoil.models.prometheus_operator import v1 as operator_v1
+
+    model = getattr(operator_v1, doc["kind"])
+    try:
+        back = model.model_validate(doc).model_dump(by_alias=True, exclude_unset=True,
+                                                    mode="json")
+    except ValueError as exc:  # pydantic's ValidationError
+        return str(exc)
+    return None if back == doc else f"unknown fields: {json.dumps(doc)} != {json.dumps(back)}"
+
+
+def test_operator_resources_match_the_operator_models() -> None:
+    docs = [m.doc for m in _rendered(ALL_ON) if m.kind in OPERATOR_KINDS]
+    assert sorted(d["kind"] for d in docs) == ["PrometheusRule", "ServiceMonitor",
+                                                "ServiceMonitor"]
+    problems = [p for p in map(_operator_problems, docs) if p]
+    assert not problems, "\n".join(problems)
+    monitor = next(d for d in docs if d["kind"] == "ServiceMonitor")
+    misspelt = json.loads(json.dumps(monitor))
+    misspelt["spec"]["endpoints"][0]["relabeling"] = misspelt["spec"]["endpoints"][0].pop(
+        "relabelings")
+    assert _operator_problems(misspelt)
+    misspelt["spec"]["endpoints"][0]["interval"] = 30
+    assert "interval" in str(_operator_problems(misspelt))
 
 
 def test_the_validator_rejects_a_misspelt_field() -> None:

@@ -113,22 +113,18 @@ Each secret comes from an existing Secret (secretKeyRef), never from a value.
 {{- end }}
 {{- end -}}
 
-{{/* The Kafka TLS volume and its mount, when kafka.tls.secretName is set. */}}
+{{/* The Kafka TLS volume and its mount; include them when kafka.tls.secretName is set. */}}
 {{- define "meterstream.tlsVolume" -}}
-{{- if .Values.kafka.tls.secretName }}
 - name: kafka-tls
   secret:
     secretName: {{ .Values.kafka.tls.secretName | quote }}
     defaultMode: 0440
-{{- end }}
 {{- end -}}
 
 {{- define "meterstream.tlsMount" -}}
-{{- if .Values.kafka.tls.secretName }}
 - name: kafka-tls
   mountPath: {{ include "meterstream.tlsDir" . }}
   readOnly: true
-{{- end }}
 {{- end -}}
 
 {{- define "meterstream.podSpecCommon" -}}
