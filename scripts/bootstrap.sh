@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Install everything meterstream needs on a fresh machine, idempotently:
-#   Java 17 + Maven (for the Kafka broker jars), Go (for stripe-mock), a virtualenv with
-#   the package and its dev extras, the Kafka jars from Maven Central, stripe-mock,
-#   and Debian's prometheus (for the scrape test).
+#   Java 17 + Maven (for the Kafka broker jars), Go (for stripe-mock and helm), a
+#   virtualenv with the package and its dev extras, the Kafka jars from Maven Central,
+#   stripe-mock, helm (for the chart's offline checks) and Debian's prometheus (promtool).
 # Re-running it is cheap: every step checks before it installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -50,4 +50,17 @@ if [ ! -x "$bin/stripe-mock" ]; then
   mkdir -p "$bin"
   GOBIN="$bin" go install "github.com/stripe/stripe-mock@$STRIPE_MOCK_VERSION"
 fi
+
+# helm for deploy/helm's checks (helm lint / template, offline). The version is part of
+# the file name, so changing HELM_VERSION installs the new one.
+HELM_VERSION=v3.22.0
+if [ ! -x "$bin/helm-$HELM_VERSION" ]; then
+  say "helm $HELM_VERSION (go install; a few minutes the first time)"
+  mkdir -p "$bin"
+  tmp=$(mktemp -d)
+  GOBIN="$tmp" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+  mv "$tmp/helm" "$bin/helm-$HELM_VERSION"
+  rmdir "$tmp"
+fi
+ln -sfn "helm-$HELM_VERSION" "$bin/helm"
 say "ready"
