@@ -16,7 +16,7 @@ from typing import Any
 
 import faust
 
-from streams.config import Settings
+from streams.config import Settings, effective_max_age_ms
 from streams.core.aggregate import Aggregator, CoreConfig
 from streams.core.pricing import MeterRule
 from streams.kafka_client import connection_options, ssl_context
@@ -46,7 +46,7 @@ def core_config(settings: Settings) -> CoreConfig:
         dedup_horizon_ms=a.dedup_horizon_s * 1000,
         idle_bound_ms=a.idle_close_after_s * 1000,
         max_future_ms=a.max_future_s * 1000,
-        max_age_ms=a.max_age_s * 1000,
+        max_age_ms=effective_max_age_ms(settings),
         default_thresholds=a.thresholds_minor,
         currency=a.currency,
     )
