@@ -344,12 +344,12 @@ class Settings(BaseSettings):
             )
         unknown = sorted(set(self.metronome.event_types) - set(names))
         if unknown:
-            raise ValueError(f"metronome.event_types names meters that are not configured: "
-                             f"{', '.join(unknown)}")
+            raise ValueError("METERSTREAM_METRONOME__EVENT_TYPES names meters that are not "
+                             f"configured: {', '.join(unknown)}")
         types = [self.metronome.event_type(n) for n in names]
         if len(set(types)) != len(types):
-            raise ValueError("metronome.event_types must be unique: an event_type feeds one "
-                             "meter")
+            raise ValueError("METERSTREAM_METRONOME__EVENT_TYPES must be unique: an event_type "
+                             "feeds one meter")
         return self
 
     @classmethod
