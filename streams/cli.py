@@ -176,6 +176,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--events-per-s", type=float, default=200.0,
                       help="offered load, events per second (default 200)")
     demo.add_argument("--customers", type=int, default=50, help="demo customers (default 50)")
+    demo.add_argument("--engine", choices=("stripe", "metronome"), default="stripe",
+                      help="billing engine of the demo's sink: stripe (the fake Stripe, or "
+                           "Stripe test mode with STRIPE_API_KEY) or metronome (the fake "
+                           "Metronome); default stripe")
     demo.add_argument("--plain", action="store_true",
                       help="print periodic lines instead of the live view (default without "
                       "a TTY)")
