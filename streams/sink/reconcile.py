@@ -8,7 +8,7 @@ period (UTC month), which is also where the sink puts every event's timestamp:
 * delta mode (``stripe_window == "none"``): the sum of ``delta``;
 * pre-aggregated mode: per window the ``total`` of the highest ``seq``, summed.
 
-Stripe's come from :func:`streams.adapters.stripe_meter.fetch_stripe_totals`, for every
+Stripe's come from :func:`streams.sink.engines.stripe_meter.fetch_stripe_totals`, for every
 customer that has a Stripe id (so usage Stripe has and we don't is found too). A customer
 without a Stripe id is reported with Stripe's total as 0: its summaries are held by the
 sink, unbilled. Dead-lettered summaries show up as differences as well: they are usage
@@ -159,7 +159,7 @@ def _default_fetch(engine: str) -> StripeTotals:
         from streams.sink.engines.metronome import fetch_metronome_totals
 
         return fetch_metronome_totals
-    from streams.adapters.stripe_meter import fetch_stripe_totals
+    from streams.sink.engines.stripe_meter import fetch_stripe_totals
 
     return fetch_stripe_totals
 

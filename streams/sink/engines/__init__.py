@@ -3,7 +3,7 @@
 One engine per sink process, chosen by ``METERSTREAM_SINK__ENGINE``:
 
 - ``stripe`` (default): Stripe Billing Meters, in the mode ``STRIPE__MODE`` names (v1,
-  v2 stream, dry-run); clients in :mod:`streams.adapters.stripe_meter`.
+  v2 stream, dry-run); clients in :mod:`streams.sink.engines.stripe_meter`.
 - ``metronome``: Metronome's ``POST /v1/ingest`` (:mod:`streams.sink.engines.metronome`),
   with its fake in :mod:`streams.sink.engines.fakemetronome`.
 
@@ -106,6 +106,6 @@ def make_client(settings: Settings) -> MeterEventClient:
         from streams.sink.engines.metronome import make_metronome_client
 
         return make_metronome_client(settings.metronome)
-    from streams.adapters.stripe_meter import make_meter_event_client
+    from streams.sink.engines.stripe_meter import make_meter_event_client
 
     return make_meter_event_client(settings.stripe)
