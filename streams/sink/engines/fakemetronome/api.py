@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from streams.fakestripe.faults import FaultInjector, TrafficStats
+from streams.fakestripe.faults import FaultDecision, FaultInjector, TrafficStats
 from streams.sink.engines.fakemetronome.config import FakeMetronomeConfig
 from streams.sink.engines.fakemetronome.ledger import MetronomeLedger
 
@@ -178,6 +178,24 @@ class MetronomeApi:
         except MetronomeApiError as exc:
             state.rejected.append(exc.message)
             raise
+        # Metronome has no per-customer concurrency rule; the fake only measures ours
+        # (stats.max_pair_concurrency: calls in flight for one customer and event type).
+        pairs = {(e.customer_id, e.event_type) for e in events}
+        for pair in pairs:
+            state.stats.pair_in_flight[pair] += 1
+            state.stats.max_pair_concurrency = max(state.stats.max_pair_concurrency,
+                                                   state.stats.pair_in_flight[pair])
+        try:
+            return await self._execute(request, decision, events)
+        finally:
+            for pair in pairs:
+                state.stats.pair_in_flight[pair] -= 1
+                if not state.stats.pair_in_flight[pair]:
+                    del state.stats.pair_in_flight[pair]
+
+    async def _execute(self, request: web.Request, decision: FaultDecision,
+                       events: list[_Event]) -> web.Response:
+        state = self.state
         await _hold(request, state.injector.faults.latency_s)
         if decision.kind == "500":
             raise MetronomeApiError(500, "Internal server error.")
