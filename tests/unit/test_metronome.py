@@ -298,3 +298,34 @@ async def test_dispatcher_under_seeded_faults_bills_exactly_once() -> None:
         assert fake.ledger.accepted_count == 600
         assert all(stats["faults"][k] > 0 for k in ("429", "500", "timeout", "drop")), stats
         assert client.requests_sent < 600  # batched: many summaries per request
+
+
+def test_a_metronome_sink_without_a_token_stops_at_start_naming_the_setting() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("METERSTREAM_")}
+    env["METERSTREAM_SINK__ENGINE"] = "metronome"
+    done = subprocess.run([sys.executable, "-m", "streams", "sink", "--metrics-port", "0"],
+                          env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "METERSTREAM_METRONOME__API_TOKEN" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_the_fake_has_help_and_parses_its_options(capsys: pytest.CaptureFixture[str]) -> None:
+    from streams.sink.engines.fakemetronome.__main__ import parse_args
+
+    with pytest.raises(SystemExit) as done:
+        parse_args(["--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--fault-429", "--fault-timeout", "--fault-drop", "--customer", "--metric",
+                   "--api-token", "/_fake/"):
+        assert option in text
+    config = parse_args(["--port", "0", "--fault-429", "0.1", "--customer", "uuid-1:a,b",
+                         "--metric", "bm_1:disk:disk_gb:COUNT", "--seed", "4"])
+    assert config.faults.rate_429 == 0.1 and config.seed == 4
+    assert config.customers == (FakeCustomer("uuid-1", ingest_aliases=("a", "b")),)
+    assert config.billable_metrics[0].aggregation_type == "COUNT"
