@@ -9,8 +9,8 @@ PYTEST := $(PY) -m pytest -p no:cacheprovider --durations=12
 bootstrap:  ## install everything (idempotent)
 	@scripts/bootstrap.sh
 
-demo: bootstrap  ## local Kafka, worker, sink, fake Stripe (Stripe test mode if STRIPE_API_KEY is set), demo load
-	$(PY) -m streams demo --duration $${DURATION:-60}
+demo: bootstrap  ## local Kafka, worker, sink, fake Stripe (Stripe test mode if STRIPE_API_KEY is set; ENGINE=metronome: the fake Metronome), demo load
+	$(PY) -m streams demo --duration $${DURATION:-60} --engine $${ENGINE:-stripe}
 
 test: bootstrap lint typecheck  ## the full suite: unit tier, then integration tier (real Kafka) with the quick chaos scenarios
 	$(PYTEST) -q -m "not integration" tests

@@ -35,11 +35,11 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from streams.adapters.stripe_meter import make_meter_event_client
 from streams.config import MeterSettings, StripeSettings
 from streams.core.summaries import summary_id
 from streams.fakestripe import FakeStripe, FakeStripeConfig, Faults, MeterConfig
 from streams.sink.dispatch import Dispatcher, Work
+from streams.sink.engines.stripe_meter import make_meter_event_client
 from streams.sink.kafka_io import Source
 from streams.sink.metrics import SinkMetrics
 from streams.sink.model import MeterEvent, MeterEventClient

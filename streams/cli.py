@@ -52,7 +52,11 @@ def _cmd_topics_create(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_sink(settings: Settings, args: argparse.Namespace) -> int:
     from streams.sink.run import run_sink
 
-    asyncio.run(run_sink(settings, metrics_port=args.metrics_port or None))
+    try:
+        asyncio.run(run_sink(settings, metrics_port=args.metrics_port or None))
+    except ConfigError as exc:  # what only the sink's engine checks (a token, the meters)
+        print(f"meterstream: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -125,10 +129,12 @@ def _parser() -> argparse.ArgumentParser:
     topics_sub = topics.add_subparsers(dest="topics_command", required=True, metavar="ACTION")
     add("create", "Create every topic with its partitions, retention and compaction "
         "(idempotent).", _cmd_topics_create, topics_sub)
-    sink = add("sink", "Push meter summaries to Stripe (v1, v2 stream or dry-run).", _cmd_sink)
+    sink = add("sink", "Push meter summaries to the billing engine of SINK__ENGINE: Stripe "
+               "(v1, v2 stream or dry-run) or Metronome.", _cmd_sink)
     sink.add_argument("--metrics-port", type=int, default=6067,
                       help="serve Prometheus /metrics on this port (0: off; default 6067)")
-    rec = add("reconcile", "Compare our period totals with Stripe's; exit 1 on any difference.",
+    rec = add("reconcile", "Compare our period totals with the billing engine's (Stripe or "
+              "Metronome); exit 1 on any difference.",
               _cmd_reconcile)
     rec.add_argument("--period", required=True, help="billing period, YYYY-MM")
     usage = add("usage", "Show a customer's usage in the current period (query API).", _cmd_usage)
@@ -176,6 +182,10 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--events-per-s", type=float, default=200.0,
                       help="offered load, events per second (default 200)")
     demo.add_argument("--customers", type=int, default=50, help="demo customers (default 50)")
+    demo.add_argument("--engine", choices=("stripe", "metronome"), default="stripe",
+                      help="billing engine of the demo's sink: stripe (the fake Stripe, or "
+                           "Stripe test mode with STRIPE_API_KEY) or metronome (the fake "
+                           "Metronome); default stripe")
     demo.add_argument("--plain", action="store_true",
                       help="print periodic lines instead of the live view (default without "
                       "a TTY)")

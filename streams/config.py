@@ -28,16 +28,20 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from streams.core.horizons import max_age_ms_for
 from streams.errors import ConfigError
 
 __all__ = [
     "AggregatorSettings",
     "KafkaSettings",
     "MeterSettings",
+    "MetronomeSettings",
     "Settings",
+    "SinkSettings",
     "StripeSettings",
     "TopicSettings",
     "WorkerSettings",
+    "effective_max_age_ms",
     "load_settings",
 ]
 
@@ -244,6 +248,50 @@ class StripeSettings(BaseModel):
         return self
 
 
+class SinkSettings(BaseModel):
+    """Which billing engine this sink process feeds (one engine per process).
+
+    The worker reads it too: its ``too_old`` bound follows the engine's horizon
+    (:func:`effective_max_age_ms`). When two sinks feed both engines, give the worker the
+    stricter one (``metronome``).
+    """
+
+    model_config = _FROZEN
+
+    engine: Literal["stripe", "metronome"] = "stripe"
+
+
+class MetronomeSettings(BaseModel):
+    """The Metronome engine (``SINK__ENGINE=metronome``): ``POST /v1/ingest``.
+
+    The bearer token is checked when the sink starts, not here, so that a worker sharing
+    the environment does not need it.
+    """
+
+    model_config = _FROZEN
+
+    api_token: SecretStr | None = None
+    # Override Metronome's host (https://api.metronome.com), for the fake Metronome.
+    api_base: str | None = None
+    # Our meter name -> Metronome event_type (default: the meter name itself).
+    event_types: dict[str, str] = Field(default_factory=dict)
+    # The event property that carries the value (a SUM billable metric aggregates it).
+    value_property: str = Field(default="value", min_length=1, max_length=128)
+    # Our meter name -> billable metric id, for reconcile (default: the billable metric
+    # whose name is the meter's event_type).
+    billable_metric_ids: dict[str, str] = Field(default_factory=dict)
+    rate_limit_per_s: float = Field(default=100.0, gt=0, le=100_000)
+    max_concurrency: int = Field(default=8, ge=1, le=1024)
+    max_retries: int = Field(default=8, ge=0, le=100)
+    timeout_s: float = Field(default=10.0, gt=0, le=300)
+    # Events per request: Metronome takes 1 to 100.
+    batch_size: int = Field(default=100, ge=1, le=100)
+    auth_retry_s: float = Field(default=60.0, gt=0, le=3600)
+
+    def event_type(self, meter: str) -> str:
+        return self.event_types.get(meter, meter)
+
+
 class WorkerSettings(BaseModel):
     """The worker process: group membership, state, web server, logging."""
 
@@ -310,6 +358,8 @@ class Settings(BaseSettings):
     aggregator: AggregatorSettings = AggregatorSettings()
     stripe: StripeSettings = StripeSettings(mode="dry-run")
     worker: WorkerSettings = WorkerSettings()
+    sink: SinkSettings = SinkSettings()
+    metronome: MetronomeSettings = MetronomeSettings()
 
     @_model_validator(mode="after")
     def _unique_meters(self) -> Settings:
@@ -323,6 +373,14 @@ class Settings(BaseSettings):
             raise ValueError(
                 "stripe_event_name must be unique: a Stripe event name feeds one meter"
             )
+        unknown = sorted(set(self.metronome.event_types) - set(names))
+        if unknown:
+            raise ValueError("METERSTREAM_METRONOME__EVENT_TYPES names meters that are not "
+                             f"configured: {', '.join(unknown)}")
+        types = [self.metronome.event_type(n) for n in names]
+        if len(set(types)) != len(types):
+            raise ValueError("METERSTREAM_METRONOME__EVENT_TYPES must be unique: an event_type "
+                             "feeds one meter")
         return self
 
     @classmethod
@@ -351,6 +409,15 @@ class Settings(BaseSettings):
         """The settings as plain data with every secret replaced by ``'**********'``."""
         redacted: dict[str, Any] = _redact(self.model_dump(mode="json"))
         return redacted
+
+
+def effective_max_age_ms(settings: Settings) -> int:
+    """The worker's ``too_old`` bound in ms: ``AGGREGATOR__MAX_AGE_S``, lowered so that
+    whatever the worker accepts, the engine of ``SINK__ENGINE`` can still bill after the
+    window closes (see :mod:`streams.core.horizons`)."""
+    a = settings.aggregator
+    return max_age_ms_for(engine=settings.sink.engine, window_s=a.window_s,
+                          grace_s=a.grace_s, max_age_s=a.max_age_s)
 
 
 def _redact(data: Any) -> Any:

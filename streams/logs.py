@@ -62,3 +62,5 @@ def setup_logging(level: str = "INFO", fmt: str = "text") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # httpx (under metronome-sdk) logs every request at INFO; the sink logs outcomes.
+    logging.getLogger("httpx").setLevel(logging.WARNING)

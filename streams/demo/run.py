@@ -4,8 +4,9 @@ Order of steps:
 
 1. a fresh data dir; the Kafka jars (fetched with Maven on first use); a local broker;
 2. ``meterstream topics create``; the fake Stripe (or, with ``STRIPE_API_KEY``, Stripe
-   test mode: demo customers are created there, see stripe_setup.py); a customer record
-   per demo customer on the customers topic;
+   test mode: demo customers are created there, see stripe_setup.py), or with
+   ``--engine metronome`` the fake Metronome; a customer record per demo customer on the
+   customers topic (its Stripe id, or its Metronome ingest alias);
 3. ``meterstream worker``, waited for until ``/ready``; ``meterstream sink``;
 4. the load (load.py) for about ``duration - 25`` seconds, while the view shows the
    worker's usage API, the alerts and summaries topics and the sink's metrics;
@@ -51,6 +52,8 @@ __all__ = ["run_demo"]
 
 WINDOW_S, GRACE_S, IDLE_S = 60, 5, 2
 DRAIN_RESERVE_S = 25
+# The fake Metronome accepts any token; this one is only a placeholder.
+DEMO_METRONOME_TOKEN = "demo-metronome-token"  # noqa: S105
 _STOP_TIMEOUT_S = 20
 
 
@@ -96,7 +99,7 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _demo_env(bootstrap: str, data_dir: Path, web_port: int, stripe_base: str | None,
-              stripe_key: str | None) -> dict[str, str]:
+              stripe_key: str | None, metronome_base: str | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("METERSTREAM_")}
     env.update({
         "METERSTREAM_KAFKA__BOOTSTRAP_SERVERS": bootstrap,
@@ -110,6 +113,14 @@ def _demo_env(bootstrap: str, data_dir: Path, web_port: int, stripe_base: str | 
         "METERSTREAM_WORKER__WEB_PORT": str(web_port),
         "METERSTREAM_STRIPE__MODE": "v1",
     })
+    if metronome_base is not None:
+        del env["METERSTREAM_STRIPE__MODE"]  # the Stripe section stays at its dry-run default
+        env.update({
+            "METERSTREAM_SINK__ENGINE": "metronome",
+            "METERSTREAM_METRONOME__API_BASE": metronome_base,
+            "METERSTREAM_METRONOME__API_TOKEN": DEMO_METRONOME_TOKEN,
+        })
+        return env
     if stripe_key is not None:
         env["METERSTREAM_STRIPE__API_KEY"] = stripe_key
     else:
@@ -232,7 +243,8 @@ async def _wait_ready(url: str, children: _Children, timeout_s: float) -> None:
             await asyncio.sleep(0.5)
 
 
-async def _produce_customers(settings: Settings, ids: dict[str, str]) -> None:
+async def _produce_customers(settings: Settings, ids: dict[str, str],
+                             id_field: str = "stripe_customer_id") -> None:
     import orjson
 
     from streams.loadgen_cli import make_producer
@@ -241,7 +253,7 @@ async def _produce_customers(settings: Settings, ids: dict[str, str]) -> None:
     await producer.start()
     try:
         sends = [await producer.send(settings.topics.customers, key=c.encode(), value=orjson.dumps(
-            {"schema": "customer.v1", "customer": c, "stripe_customer_id": sid}))
+            {"schema": "customer.v1", "customer": c, id_field: sid}))
             for c, sid in ids.items()]
         await asyncio.gather(*sends)
     finally:
@@ -252,9 +264,11 @@ async def _run(args: argparse.Namespace, out: _Output, data_dir: Path, bootstrap
                children: _Children) -> int:
     python = sys.executable
     web_port, stripe_port, metrics_port = _free_ports(3)
-    stripe_key = os.environ.get("STRIPE_API_KEY") or None
+    metronome = getattr(args, "engine", "stripe") == "metronome"
+    stripe_key = None if metronome else (os.environ.get("STRIPE_API_KEY") or None)
     stripe_base = None if stripe_key else f"http://127.0.0.1:{stripe_port}"
-    env = _demo_env(bootstrap, data_dir, web_port, stripe_base, stripe_key)
+    env = _demo_env(bootstrap, data_dir, web_port, stripe_base, stripe_key,
+                    stripe_base if metronome else None)
     settings = _settings(env)
     customers = demo_customers(args.customers)
     state = DemoState(duration_s=args.duration)
@@ -266,7 +280,16 @@ async def _run(args: argparse.Namespace, out: _Output, data_dir: Path, bootstrap
         if done.returncode != 0:
             out.say(f"topics create failed:\n{done.stdout}{done.stderr}")
             return 1
-    if stripe_key is None:
+    id_field = "stripe_customer_id"
+    if metronome:
+        children.start("fakemetronome", [python, "-m", "streams.sink.engines.fakemetronome",
+                                         "--port", str(stripe_port)], env)
+        ids = {c: f"acct_demo_{c.removeprefix('demo-')}" for c in customers}
+        id_field = "metronome_ingest_alias"
+        state.mode = "fake Metronome"
+        out.say(f"Metronome: the fake Metronome on {stripe_base} (engine metronome: usage "
+                "events through metronome-sdk)")
+    elif stripe_key is None:
         children.start("fakestripe", [python, "-m", "streams.fakestripe", "--port",
                                       str(stripe_port)], env)
         ids = {c: f"cus_demo_{c.removeprefix('demo-')}" for c in customers}
@@ -286,7 +309,7 @@ async def _run(args: argparse.Namespace, out: _Output, data_dir: Path, bootstrap
         except StripeSetupError as exc:
             out.say(str(exc))
             return 2
-    await _produce_customers(settings, ids)
+    await _produce_customers(settings, ids, id_field)
     with out.step("starting the worker"):
         children.start("worker", [python, "-m", "streams", "worker"], env)
         await _wait_ready(f"http://127.0.0.1:{web_port}/ready", children, 180)

@@ -70,14 +70,14 @@ def _top(state: DemoState, n: int) -> list[tuple[str, Decimal]]:
 def render(state: DemoState) -> RenderableType:
     """The live view: status, top customers by spend, recent alerts."""
     stats = Table.grid(padding=(0, 2))
-    stats.add_row("phase", f"[bold]{state.phase}[/]", "Stripe", state.mode)
+    stats.add_row("phase", f"[bold]{state.phase}[/]", "billing", state.mode)
     stats.add_row("elapsed", f"{state.elapsed_s:.0f}s / {state.duration_s:.0f}s",
                   "events sent", f"{state.events_sent:,}")
     stats.add_row("events/s", f"{state.events_per_s:,.0f}",
                   "summaries emitted", f"{state.summaries_seen:,}")
     calls = ", ".join(f"{k} {int(v):,}" for k, v in sorted(state.stripe_calls.items()))
     stats.add_row("summaries pushed", f"{int(state.sink_sent):,}",
-                  "Stripe calls", f"{state.stripe_total:,}" + (f" ({calls})" if calls else ""))
+                  "engine calls", f"{state.stripe_total:,}" + (f" ({calls})" if calls else ""))
     top = Table(title="top customers by spend (usage API)", expand=True)
     top.add_column("customer")
     top.add_column("spend USD", justify="right")
@@ -97,6 +97,6 @@ def status_line(state: DemoState) -> str:
     top = ", ".join(f"{c} ${dollars(s)}" for c, s in _top(state, 3)) or "-"
     return (f"[{state.elapsed_s:5.0f}s] {state.phase}: events {state.events_sent} "
             f"({state.events_per_s:.0f}/s), summaries emitted {state.summaries_seen}, "
-            f"summaries pushed {int(state.sink_sent)}, Stripe calls {state.stripe_total}, "
+            f"summaries pushed {int(state.sink_sent)}, engine calls {state.stripe_total}, "
             f"alerts {state.alert_count}; top {top}")
 

@@ -26,7 +26,7 @@ import faust
 from faust.app.base import BootStrategy
 from mode import Service
 
-from streams.config import Settings
+from streams.config import Settings, effective_max_age_ms
 from streams.core.aggregate import Aggregator, CoreConfig
 from streams.core.pricing import MeterRule
 from streams.runtime.dataplane import DataPlane
@@ -48,7 +48,7 @@ def core_config(settings: Settings) -> CoreConfig:
         dedup_horizon_ms=a.dedup_horizon_s * 1000,
         idle_bound_ms=a.idle_close_after_s * 1000,
         max_future_ms=a.max_future_s * 1000,
-        max_age_ms=a.max_age_s * 1000,
+        max_age_ms=effective_max_age_ms(settings),
         default_thresholds=a.thresholds_minor,
         currency=a.currency,
     )

@@ -1,7 +1,11 @@
-"""Customer -> Stripe customer id, from the compacted customers topic, and the summaries
-that wait for a mapping.
+"""Customer -> the engine's customer id, from the compacted customers topic, and the
+summaries that wait for a mapping.
 
-A summary whose customer has no ``stripe_customer_id`` yet is *held*: kept in memory,
+The engine's customer id is ``stripe_customer_id`` for Stripe; for Metronome it is
+``metronome_customer_id`` or, when that is absent, ``metronome_ingest_alias`` (Metronome
+takes either as an event's ``customer_id``).
+
+A summary whose customer has no id for the sink's engine yet is *held*: kept in memory,
 never dropped and never committed past (its offset stays open, see offsets.py), and
 released to the dispatcher when the mapping arrives or on the periodic re-check.
 """
@@ -20,18 +24,30 @@ from streams.config import KafkaSettings
 from streams.kafka_client import connection_options
 from streams.sink.kafka_io import partitions_of, start_when_reachable
 
-__all__ = ["CustomerDirectory", "CustomersReader", "HeldSummaries", "parse_customer_record"]
+__all__ = ["ENGINE_ID_FIELDS", "CustomerDirectory", "CustomersReader", "HeldSummaries",
+           "parse_customer_record"]
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 
-def parse_customer_record(key: bytes | None, value: bytes | None) -> tuple[str, str | None] | None:
-    """(customer, stripe customer id or None) of a customers-topic record; None if unusable.
+ENGINE_ID_FIELDS: dict[str, tuple[str, ...]] = {
+    "stripe": ("stripe_customer_id",),
+    "metronome": ("metronome_customer_id", "metronome_ingest_alias"),
+}
 
-    A tombstone (null value) unmaps the customer. A record without ``stripe_customer_id``
-    maps to None as well: that customer is not billed through Stripe (yet).
+
+def parse_customer_record(
+    key: bytes | None, value: bytes | None, engine: str = "stripe"
+) -> tuple[str, str | None] | None:
+    """(customer, the engine's customer id or None) of a customers-topic record; None if
+    unusable.
+
+    A tombstone (null value) unmaps the customer. A record without an id for ``engine``
+    (see :data:`ENGINE_ID_FIELDS`, first present wins) maps to None as well: that
+    customer is not billed through that engine (yet).
     """
+    fields = ENGINE_ID_FIELDS[engine]
     if value is None:
         if key is None:
             return None
@@ -45,10 +61,11 @@ def parse_customer_record(key: bytes | None, value: bytes | None) -> tuple[str, 
     customer = obj.get("customer")
     if not isinstance(customer, str) or not customer:
         return None
-    stripe_id = obj.get("stripe_customer_id")
-    if not isinstance(stripe_id, str) or not stripe_id:
-        stripe_id = None
-    return customer, stripe_id
+    for name in fields:
+        engine_id = obj.get(name)
+        if isinstance(engine_id, str) and engine_id:
+            return customer, engine_id
+    return customer, None
 
 
 class CustomerDirectory:
@@ -131,9 +148,11 @@ class CustomersReader:
     """
 
     def __init__(
-        self, kafka: KafkaSettings, topic: str, directory: CustomerDirectory, *, client_id: str
+        self, kafka: KafkaSettings, topic: str, directory: CustomerDirectory, *, client_id: str,
+        engine: str = "stripe",
     ) -> None:
         self.topic = topic
+        self.engine = engine
         self.directory = directory
         self.ready = asyncio.Event()
         self._servers = kafka.bootstrap_servers
@@ -167,7 +186,7 @@ class CustomersReader:
                 batch = await consumer.getmany(timeout_ms=500, max_records=5000)
                 for records in batch.values():
                     for record in records:
-                        parsed = parse_customer_record(record.key, record.value)
+                        parsed = parse_customer_record(record.key, record.value, self.engine)
                         if parsed is None:
                             log.warning("unusable customer record partition=%d offset=%d",
                                         record.partition, record.offset)

@@ -39,7 +39,14 @@ from streams.sink.auth import AuthGate, HeldForAuthError, is_auth_refusal
 from streams.sink.kafka_io import Source
 from streams.sink.metrics import SinkMetrics
 from streams.sink.model import MeterEvent, MeterEventClient
-from streams.sink.plan import PlanError, Summary, build_events, plan_values
+from streams.sink.plan import (
+    STRIPE_LIMITS,
+    EngineLimits,
+    PlanError,
+    Summary,
+    build_events,
+    plan_values,
+)
 from streams.sink.ratelimit import PairLocks, TokenBucket
 from streams.sink.retry import Backoff, retry_forever
 
@@ -106,8 +113,10 @@ class Dispatcher:
         clock_ms: Callable[[], int] = lambda: int(time.time() * 1000),
         redact: Callable[[str], str] = lambda s: s,
         auth_retry_s: float = 60.0,
+        limits: EngineLimits = STRIPE_LIMITS,
     ) -> None:
         self._client = client
+        self._limits = limits
         self._meters = meters
         self._on_finished = on_finished
         self._dead_letter = dead_letter
@@ -213,7 +222,8 @@ class Dispatcher:
                 bucket = call.duplicate
             else:
                 try:
-                    work.values = plan_values(work.summary, self._meters[work.summary.meter])
+                    work.values = plan_values(work.summary, self._meters[work.summary.meter],
+                                              self._limits.max_digits)
                 except PlanError as exc:
                     call.refused.append((work, exc))
                     bucket = None
@@ -290,14 +300,16 @@ class Dispatcher:
             log.warning("stripe refused summary customer=%s meter=%s partition=%d offset=%d: %s",
                         work.summary.customer, work.summary.meter, work.source.partition,
                         work.source.offset, detail)
-            await self._dead_letter(work, "stripe_rejected", detail)
+            await self._dead_letter(work, f"{self._limits.name}_rejected", detail)
             self._finish(work, "dead_lettered")
             return
         for work in works:
             if work in expired:
-                # Its window fell out of Stripe's 35-day range while we were retrying.
-                await self._dead_letter(work, "too_old_for_stripe",
-                                        "window left Stripe's 35-day range while retrying")
+                # Its window fell out of the engine's range while we were retrying.
+                days = self._limits.max_past_s // 86_400
+                await self._dead_letter(work, f"too_old_for_{self._limits.name}",
+                                        f"window left {self._limits.name}'s {days}-day range "
+                                        "while retrying")
                 self._finish(work, "dead_lettered")
             else:
                 self._finish(work, "sent")
@@ -354,7 +366,7 @@ class Dispatcher:
                 values = values[chunk * self._max_batch : (chunk + 1) * self._max_batch]
             try:
                 events.extend(build_events(work.summary, meter, work.stripe_customer_id,
-                                           values, now_ms))
+                                           values, now_ms, self._limits))
             except PlanError:
                 live.remove(work)
         return events

@@ -38,6 +38,11 @@ Rules, in the order :func:`plan_events` applies them:
    window that ends before the oldest accepted instant is ``too_old_for_stripe``
    (permanent); one that starts after the latest accepted instant (clock skew) raises
    :class:`streams.errors.RetryableSinkError` so the sink waits for time to pass.
+
+Engines: the rules above are Stripe's (:data:`STRIPE_LIMITS`). The Metronome engine
+(:data:`METRONOME_LIMITS`) plans with 34 days back and 24 hours ahead, never splits a
+value (no digit limit; ``too_old_for_metronome`` for a window out of range) and every
+meter is in delta mode there (see :func:`streams.sink.engines.engine_meters`).
 """
 
 from __future__ import annotations
@@ -52,6 +57,12 @@ from typing import Any
 import orjson
 
 from streams.config import MeterSettings
+from streams.core.horizons import (
+    ENGINE_HORIZON_S,
+    ENGINE_MAX_FUTURE_S,
+    SINK_FUTURE_MARGIN_S,
+    SINK_PAST_MARGIN_S,
+)
 from streams.core.money import EXACT, significant_digits
 from streams.errors import RetryableSinkError
 from streams.sink.model import MeterEvent
@@ -60,9 +71,12 @@ __all__ = [
     "FUTURE_MARGIN_S",
     "MAX_DIGITS",
     "MAX_PARTS",
+    "METRONOME_LIMITS",
     "PAST_MARGIN_S",
+    "STRIPE_LIMITS",
     "STRIPE_MAX_FUTURE_S",
     "STRIPE_MAX_PAST_S",
+    "EngineLimits",
     "PlanError",
     "Summary",
     "build_events",
@@ -79,12 +93,32 @@ __all__ = [
 MAX_DIGITS = 15
 # One v2 request carries 100 events; more parts than that means a unit mistake upstream.
 MAX_PARTS = 100
-STRIPE_MAX_PAST_S = 35 * 86_400
-STRIPE_MAX_FUTURE_S = 5 * 60
+STRIPE_MAX_PAST_S = ENGINE_HORIZON_S["stripe"]
+STRIPE_MAX_FUTURE_S = ENGINE_MAX_FUTURE_S["stripe"]
 # Covers request latency and clock skew between us and Stripe. The timestamp is computed
 # again on every attempt, so the margins never need to cover retry delays.
-PAST_MARGIN_S = 15 * 60
-FUTURE_MARGIN_S = 60
+PAST_MARGIN_S = SINK_PAST_MARGIN_S
+FUTURE_MARGIN_S = SINK_FUTURE_MARGIN_S
+
+
+@dataclass(frozen=True, slots=True)
+class EngineLimits:
+    """What one billing engine accepts: timestamp range (seconds around now) and the
+    significant digits of a value (None: any, the engine computes with exact decimals)."""
+
+    name: str
+    max_past_s: int
+    max_future_s: int
+    max_digits: int | None
+    past_margin_s: int = SINK_PAST_MARGIN_S
+    future_margin_s: int = SINK_FUTURE_MARGIN_S
+
+
+STRIPE_LIMITS = EngineLimits("stripe", STRIPE_MAX_PAST_S, STRIPE_MAX_FUTURE_S, MAX_DIGITS)
+# Metronome: backdated at most 34 days, at most 24 h ahead; property values are strings
+# that Metronome reads as arbitrary-precision decimals, so no digit limit.
+METRONOME_LIMITS = EngineLimits("metronome", ENGINE_HORIZON_S["metronome"],
+                                ENGINE_MAX_FUTURE_S["metronome"], None)
 _WINDOW_S = {"hour": 3600, "day": 86_400}
 _PLAIN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SCHEMA = "meter_summary.v1"
@@ -257,34 +291,42 @@ def identifier_base(summary_id: str) -> str:
     return "msh_" + hashlib.sha256(summary_id.encode()).hexdigest()[:40]
 
 
-def timestamp_for(window_start_ms: int, window_end_ms: int, now_ms: int) -> int:
-    """Unix seconds inside the window and Stripe's limits (rule 6 of the docstring)."""
+def timestamp_for(window_start_ms: int, window_end_ms: int, now_ms: int,
+                  limits: EngineLimits = STRIPE_LIMITS) -> int:
+    """Unix seconds inside the window and the engine's limits (rule 6 of the docstring).
+
+    A window too old for the engine is ``too_old_for_stripe`` or ``too_old_for_metronome``.
+    """
     first_s = -(-window_start_ms // 1000)  # first whole second at or after the start
     last_s = -(-window_end_ms // 1000) - 1  # last whole second strictly before the end
     now_s = now_ms // 1000
-    oldest_s = now_s - STRIPE_MAX_PAST_S + PAST_MARGIN_S
-    newest_s = now_s + STRIPE_MAX_FUTURE_S - FUTURE_MARGIN_S
+    oldest_s = now_s - limits.max_past_s + limits.past_margin_s
+    newest_s = now_s + limits.max_future_s - limits.future_margin_s
+    engine = limits.name.capitalize()
     if last_s < first_s:
         raise PlanError("invalid_summary", "window holds no whole second")
     if last_s < oldest_s:
         raise PlanError(
-            "too_old_for_stripe",
-            f"window ends at {window_end_ms} ms, Stripe accepts timestamps from {oldest_s} s",
+            f"too_old_for_{limits.name}",
+            f"window ends at {window_end_ms} ms, {engine} accepts timestamps from {oldest_s} s",
         )
     if first_s > newest_s:
         wait_s = float(first_s - newest_s)
         raise RetryableSinkError(
-            f"window starts at {window_start_ms} ms, after Stripe's future limit",
+            f"window starts at {window_start_ms} ms, after {engine}'s future limit",
             retry_after_s=wait_s,
         )
     return max(first_s, oldest_s)
 
 
-def plan_values(summary: Summary, meter: MeterSettings) -> list[tuple[str, Decimal]]:
+def plan_values(summary: Summary, meter: MeterSettings,
+                max_digits: int | None = MAX_DIGITS) -> list[tuple[str, Decimal]]:
     """(identifier, value) of each event that carries ``summary``, possibly none.
 
     Everything but the timestamp: rules 1 to 5 of the module docstring. It does not depend
-    on the clock, so the sink computes it once per summary. Raises :class:`PlanError`.
+    on the clock, so the sink computes it once per summary. ``max_digits`` None (an
+    engine without a digit limit, Metronome) never splits: one event per summary.
+    Raises :class:`PlanError`.
     """
     pre_aggregated = meter.stripe_window != "none"
     value = summary.total if pre_aggregated else summary.delta
@@ -302,14 +344,14 @@ def plan_values(summary: Summary, meter: MeterSettings) -> list[tuple[str, Decim
                 f"window of {length_ms} ms at {summary.window_start_ms} is not a UTC "
                 f"{meter.stripe_window}, the Stripe meter's pre-aggregation window",
             )
-        if significant_digits(value) > MAX_DIGITS:
+        if max_digits is not None and significant_digits(value) > max_digits:
             raise PlanError(
                 "too_many_digits",
                 f"total has {significant_digits(value)} significant digits (Stripe accepts "
                 f"{MAX_DIGITS}) and a pre-aggregated meter cannot add parts",
             )
     base = identifier_base(summary.id)
-    parts = split_value(value)
+    parts = [canonical(value)] if max_digits is None else split_value(value, max_digits)
     n = len(parts)
     return [
         (base if n == 1 else f"{base}.p{k}of{n}", part) for k, part in enumerate(parts, start=1)
@@ -322,9 +364,11 @@ def build_events(
     stripe_customer_id: str,
     values: list[tuple[str, Decimal]],
     now_ms: int,
+    limits: EngineLimits = STRIPE_LIMITS,
 ) -> list[MeterEvent]:
     """The events for planned ``values`` with a timestamp valid at ``now_ms`` (rule 6)."""
-    timestamp_s = timestamp_for(summary.window_start_ms, summary.window_end_ms, now_ms)
+    timestamp_s = timestamp_for(summary.window_start_ms, summary.window_end_ms, now_ms,
+                                limits)
     return [
         MeterEvent(
             identifier=identifier,
@@ -340,14 +384,15 @@ def build_events(
 
 
 def plan_events(
-    summary: Summary, meter: MeterSettings, stripe_customer_id: str, now_ms: int
+    summary: Summary, meter: MeterSettings, stripe_customer_id: str, now_ms: int,
+    limits: EngineLimits = STRIPE_LIMITS,
 ) -> list[MeterEvent]:
     """The events that carry ``summary`` to Stripe at ``now_ms``, possibly none.
 
     Raises :class:`PlanError` for a summary that can never be sent and
     :class:`streams.errors.RetryableSinkError` for one that can be sent later.
     """
-    values = plan_values(summary, meter)
+    values = plan_values(summary, meter, limits.max_digits)
     if not values:
         return []
-    return build_events(summary, meter, stripe_customer_id, values, now_ms)
+    return build_events(summary, meter, stripe_customer_id, values, now_ms, limits)

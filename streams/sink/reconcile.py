@@ -1,4 +1,5 @@
-"""Compare our per-(customer, meter) period totals with Stripe's, and list every difference.
+"""Compare our per-(customer, meter) period totals with the billing engine's (Stripe's or
+Metronome's, per ``SINK__ENGINE``), and list every difference.
 
 Ours come from usage.summaries read from the beginning by a fresh, group-less consumer
 (nothing is committed), deduplicated by summary id, for windows that *start* in the
@@ -7,11 +8,16 @@ period (UTC month), which is also where the sink puts every event's timestamp:
 * delta mode (``stripe_window == "none"``): the sum of ``delta``;
 * pre-aggregated mode: per window the ``total`` of the highest ``seq``, summed.
 
-Stripe's come from :func:`streams.adapters.stripe_meter.fetch_stripe_totals`, for every
+Stripe's come from :func:`streams.sink.engines.stripe_meter.fetch_stripe_totals`, for every
 customer that has a Stripe id (so usage Stripe has and we don't is found too). A customer
 without a Stripe id is reported with Stripe's total as 0: its summaries are held by the
 sink, unbilled. Dead-lettered summaries show up as differences as well: they are usage
 that did not reach Stripe. Stripe aggregates asynchronously; run it once the sink is idle.
+
+With the Metronome engine, Metronome's totals come from
+:func:`streams.sink.engines.metronome.fetch_metronome_totals` (``POST /v1/usage`` over the
+month, one SUM billable metric per meter), for every customer with a Metronome customer
+id or ingest alias; every meter is in delta mode there.
 """
 
 from __future__ import annotations
@@ -24,9 +30,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TextIO
 
-from streams.config import Settings, StripeSettings
+from streams.config import MetronomeSettings, Settings, StripeSettings
 from streams.core.money import EXACT, format_decimal
 from streams.sink.customers import CustomerDirectory, parse_customer_record
+from streams.sink.engines import engine_meters
 from streams.sink.kafka_io import read_to_end
 from streams.sink.plan import PlanError, parse_summary
 
@@ -84,7 +91,7 @@ async def our_totals(
 ) -> dict[Pair, Decimal]:
     """Our totals per (customer, meter) for ``period`` from usage.summaries."""
     start_ms, end_ms = period_bounds_ms(period)
-    meters = {m.name: m for m in settings.meters}
+    meters = engine_meters(settings)
     seen: set[str] = set()
     deltas: dict[Pair, Decimal] = {}
     latest: dict[tuple[str, str, int], tuple[int, Decimal]] = {}
@@ -120,18 +127,19 @@ async def our_totals(
 
 
 async def load_customers(settings: Settings) -> dict[str, str]:
-    """Customer -> Stripe customer id, from the whole customers topic."""
+    """Customer -> the engine's customer id, from the whole customers topic."""
     directory = CustomerDirectory()
     async for record in read_to_end(settings.kafka, settings.topics.customers,
                                     client_id=f"{settings.kafka.client_id}-reconcile"):
-        parsed = parse_customer_record(record.key, record.value)
+        parsed = parse_customer_record(record.key, record.value, settings.sink.engine)
         if parsed is not None:
             directory.apply(*parsed)
     return {c: sid for c in directory.customers() if (sid := directory.get(c)) is not None}
 
 
 def compare(
-    ours: Mapping[Pair, Decimal], stripe: Mapping[Pair, Decimal], mapped: Mapping[str, str]
+    ours: Mapping[Pair, Decimal], stripe: Mapping[Pair, Decimal], mapped: Mapping[str, str],
+    engine: str = "stripe",
 ) -> tuple[int, list[Difference]]:
     """(pairs compared, differences in customer, meter order)."""
     pairs = sorted(set(ours) | set(stripe))
@@ -140,9 +148,20 @@ def compare(
         mine = ours.get((customer, meter), Decimal(0))
         theirs = stripe.get((customer, meter), Decimal(0))
         if mine != theirs:
-            note = "" if customer in mapped else "no stripe_customer_id"
+            note = "" if customer in mapped else (
+                "no stripe_customer_id" if engine == "stripe" else f"no {engine} customer id")
             differences.append(Difference(customer, meter, mine, theirs, note))
     return len(pairs), differences
+
+
+def _default_fetch(engine: str) -> StripeTotals:
+    if engine == "metronome":
+        from streams.sink.engines.metronome import fetch_metronome_totals
+
+        return fetch_metronome_totals
+    from streams.sink.engines.stripe_meter import fetch_stripe_totals
+
+    return fetch_stripe_totals
 
 
 async def reconcile(
@@ -153,29 +172,31 @@ async def reconcile(
     fetch: StripeTotals | None = None,
 ) -> ReconcileResult:
     """Compare and print; ``result.exit_code`` is non-zero when anything differs."""
-    if fetch is None:
-        from streams.adapters.stripe_meter import fetch_stripe_totals
-
-        fetch = fetch_stripe_totals
+    engine = settings.sink.engine
+    engine_settings: StripeSettings | MetronomeSettings = settings.stripe
+    if engine == "metronome":
+        engine_settings = settings.metronome
+    fetcher = fetch if fetch is not None else _default_fetch(engine)
     stream = out if out is not None else sys.stdout
     result = ReconcileResult(period)
     start_ms, end_ms = period_bounds_ms(period)
     ours = await our_totals(settings, period, result)
     mapped = await load_customers(settings)
-    stripe_settings: StripeSettings = settings.stripe
-    stripe = await fetch(
-        stripe_settings,
+    stripe = await fetcher(
+        engine_settings,
         period_start_s=start_ms // 1000,
         period_end_s=end_ms // 1000,
         customers=mapped,
-        meters={m.name: m.stripe_event_name for m in settings.meters},
+        meters={name: m.stripe_event_name for name, m in engine_meters(settings).items()},
     )
-    result.compared, result.differences = compare(ours, stripe, mapped)
-    print(f"reconcile {period}: {result.summaries} summaries ({result.duplicates} duplicates, "
-          f"{result.skipped} skipped), {result.compared} customer/meter pairs, "
+    result.compared, result.differences = compare(ours, stripe, mapped, engine)
+    label = "" if engine == "stripe" else f" ({engine})"
+    print(f"reconcile {period}{label}: {result.summaries} summaries "
+          f"({result.duplicates} duplicates, {result.skipped} skipped), "
+          f"{result.compared} customer/meter pairs, "
           f"{len(result.differences)} differences", file=stream)
     if result.differences:
-        print("customer\tmeter\tours\tstripe\tdifference\tnote", file=stream)
+        print(f"customer\tmeter\tours\t{engine}\tdifference\tnote", file=stream)
     for d in result.differences:
         print(f"{d.customer}\t{d.meter}\t{format_decimal(d.ours)}\t{format_decimal(d.stripe)}\t"
               f"{format_decimal(d.difference)}\t{d.note}", file=stream)

@@ -7,6 +7,7 @@ import logging
 import signal
 
 from streams.config import Settings
+from streams.sink.engines import make_client
 from streams.sink.reconcile import reconcile
 from streams.sink.sink import StripeSink
 
@@ -21,21 +22,20 @@ async def run_sink(settings: Settings, *, metrics_port: int | None = None) -> No
     ``metrics_port``: serve Prometheus metrics on that port (None: the caller exposes the
     default registry itself).
     """
-    from streams.adapters.stripe_meter import make_meter_event_client
-
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
         start_http_server(metrics_port, addr=settings.worker.web_host)
-    client = make_meter_event_client(settings.stripe)
+    client = make_client(settings)
     sink = StripeSink(settings, client)
     loop = asyncio.get_running_loop()
     signals = (signal.SIGTERM, signal.SIGINT)
     for sig in signals:
         loop.add_signal_handler(sig, sink.stop)
-    log.info("starting the stripe sink: mode=%s rate=%.0f/s concurrency=%d",
-             settings.stripe.mode, settings.stripe.effective_rate_limit_per_s,
-             settings.stripe.max_concurrency)
+    engine = sink.engine
+    mode = f" mode={settings.stripe.mode}" if engine.name == "stripe" else ""
+    log.info("starting the %s sink:%s rate=%.0f/s concurrency=%d", engine.name, mode,
+             engine.rate_limit_per_s, engine.max_concurrency)
     try:
         await sink.run()
     finally:

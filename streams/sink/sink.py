@@ -52,11 +52,12 @@ from streams.errors import ConfigError
 from streams.kafka_client import connection_options
 from streams.sink.customers import CustomerDirectory, CustomersReader, HeldSummaries
 from streams.sink.dispatch import Dispatcher, Work
+from streams.sink.engines import engine_meters, engine_problems, engine_profile, sink_group_id
 from streams.sink.kafka_io import DeadLetterWriter, Source, start_when_reachable
 from streams.sink.metrics import SinkMetrics, default_metrics
 from streams.sink.model import MeterEventClient
 from streams.sink.offsets import PartitionOffsets
-from streams.sink.plan import PlanError, parse_summary, window_problems
+from streams.sink.plan import PlanError, parse_summary
 from streams.sink.ratelimit import TokenBucket
 from streams.sink.retry import Backoff
 
@@ -81,20 +82,20 @@ class StripeSink:
         held_recheck_s: float = 30.0,
         shutdown_grace_s: float = 10.0,
     ) -> None:
-        problems = window_problems(settings.meters, settings.aggregator.window_s)
+        problems = engine_problems(settings)
         if problems:
             raise ConfigError(problems)
         self.settings = settings
+        self.engine = engine = engine_profile(settings)
         self.metrics = metrics or default_metrics()
         self.topic = settings.topics.summaries
-        self.group_id = f"{settings.worker.app_id}-sink"
+        self.group_id = sink_group_id(settings)
         self._commit_interval_s = commit_interval_s
         self._max_pending = max_pending
         self._held_recheck_s = held_recheck_s
         self._shutdown_grace_s = shutdown_grace_s
-        api_key = settings.stripe.api_key
-        self._secret = api_key.get_secret_value() if api_key else ""
-        self._meters = {m.name: m for m in settings.meters}
+        self._secret = engine.secret
+        self._meters = engine_meters(settings)
         self.directory = CustomerDirectory(on_mapped=self._release)
         self.held: HeldSummaries[Work] = HeldSummaries()
         self._offsets: dict[int, PartitionOffsets] = {}
@@ -104,7 +105,8 @@ class StripeSink:
         self._paused = False
         kafka = settings.kafka
         self._customers = CustomersReader(kafka, settings.topics.customers, self.directory,
-                                          client_id=f"{kafka.client_id}-sink-customers")
+                                          client_id=f"{kafka.client_id}-sink-customers",
+                                          engine=engine.name)
         self._dlq = DeadLetterWriter(kafka, settings.topics.summaries_dlq)
         self._dlq_backoff = Backoff(base_s=0.5, cap_s=10.0)
         self._consumer = AIOKafkaConsumer(
@@ -115,7 +117,7 @@ class StripeSink:
             isolation_level="read_committed",
             auto_offset_reset="earliest",
         )
-        rate = settings.stripe.effective_rate_limit_per_s
+        rate = engine.rate_limit_per_s
         self.dispatcher = Dispatcher(
             client,
             self._meters,
@@ -125,14 +127,15 @@ class StripeSink:
             # A burst of 50 ms worth of calls: enough to absorb scheduling hiccups, small
             # enough that any 1 s window sees at most 1.05 x the rate leave the process.
             bucket=TokenBucket(rate, max(1.0, rate / 20)),
-            max_concurrency=settings.stripe.max_concurrency,
-            call_timeout_s=settings.stripe.timeout_s * 2 + 5,
-            client_timeout_s=settings.stripe.timeout_s,
+            max_concurrency=engine.max_concurrency,
+            call_timeout_s=engine.timeout_s * 2 + 5,
+            client_timeout_s=engine.timeout_s,
             backoff=backoff,
-            escalate_after=settings.stripe.max_retries,
+            escalate_after=engine.max_retries,
             clock_ms=clock_ms,
             redact=self.redact,
-            auth_retry_s=settings.stripe.auth_retry_s,
+            auth_retry_s=engine.auth_retry_s,
+            limits=engine.limits,
         )
 
     # -- public -----------------------------------------------------------------------------
@@ -146,7 +149,7 @@ class StripeSink:
         return sum(t.unfinished() for t in self._offsets.values())
 
     def redact(self, text: str) -> str:
-        """``text`` without the Stripe API key (error messages may echo request data)."""
+        """``text`` without the engine's credential (error messages may echo request data)."""
         return text.replace(self._secret, "**********") if self._secret else text
 
     async def run(self) -> None:
@@ -170,8 +173,8 @@ class StripeSink:
                 asyncio.create_task(self._recheck_held_loop(), name="sink-held"),
             ]
             self.running.set()
-            log.info("stripe sink running: topic=%s group=%s customers=%d", self.topic,
-                     self.group_id, len(self.directory))
+            log.info("%s sink running: topic=%s group=%s customers=%d", self.engine.name,
+                     self.topic, self.group_id, len(self.directory))
             await self._consume()
             # Shutdown, in order: in-flight calls finish or are abandoned, then commit.
             await self.dispatcher.close(self._shutdown_grace_s)
@@ -182,8 +185,8 @@ class StripeSink:
             await asyncio.gather(*tasks, return_exceptions=True)
             await self._consumer.stop()
             await self._dlq.stop()
-            log.info("stripe sink stopped: %d summaries unfinished, %d held", self.pending,
-                     len(self.held))
+            log.info("%s sink stopped: %d summaries unfinished, %d held", self.engine.name,
+                     self.pending, len(self.held))
 
     # -- consuming ----------------------------------------------------------------------------
     async def _unless_stopping(self, waiting: Any,
@@ -253,9 +256,9 @@ class StripeSink:
         stripe_id = self.directory.get(summary.customer)
         if stripe_id is None or self.held.has(summary.customer):
             if not self.held.has(summary.customer):
-                log.info("holding summaries of customer=%s: no stripe_customer_id yet "
-                         "(partition=%d offset=%d)", summary.customer, source.partition,
-                         source.offset)
+                log.info("holding summaries of customer=%s: no %s customer id yet "
+                         "(partition=%d offset=%d)", summary.customer, self.engine.name,
+                         source.partition, source.offset)
             self.held.hold(summary.customer, work)
             self.metrics.held.set(len(self.held))
             return
@@ -331,8 +334,8 @@ class StripeSink:
             for customer in self.held.customers():
                 self._release(customer)
             if len(self.held):
-                log.info("%d summaries of %d customers still wait for a stripe_customer_id",
-                         len(self.held), len(self.held.customers()))
+                log.info("%d summaries of %d customers still wait for a %s customer id",
+                         len(self.held), len(self.held.customers()), self.engine.name)
 
     async def _seen_to_positions(self, assigned: set[TopicPartition]) -> None:
         """Every record the consumer returned so far is tracked now (no fetch is in flight):

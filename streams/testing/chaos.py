@@ -4,9 +4,13 @@ A :class:`ChaosRun` adds to a :class:`~streams.testing.pipeline.PipelineEnv` (to
 ``meterstream worker`` subprocesses) what a scenario needs around it:
 
 - an in-process :class:`~streams.fakestripe.FakeStripe` that accepts only ``stripe_key``
-  (so the key is really used, and a secrets scan of the logs means something);
+  (so the key is really used, and a secrets scan of the logs means something), or, with
+  ``engine="metronome"``, a :class:`~streams.sink.engines.fakemetronome.FakeMetronome`
+  that accepts only that bearer token (the env's worker must then carry
+  ``METERSTREAM_SINK__ENGINE=metronome`` too);
 - ``meterstream sink`` subprocesses (so they can be SIGKILLed), configured for the fake;
-- the customers topic filled with a Stripe id (``cus_<customer>``) per customer;
+- the customers topic filled with a Stripe id (``cus_<customer>``) per customer, and a
+  Metronome ingest alias (``acct_<customer>``);
 - a paced feed of a generated workload (:class:`Workload`: duplicates, late and invalid
   records, and the ground truth they imply);
 - :meth:`ChaosRun.settle`: wait until the fake's ledger equals the ground truth *and* the
@@ -41,6 +45,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from streams.config import Settings
 from streams.fakestripe import FakeStripe
 from streams.loadgen import GroundTruth, totals_from_summaries
+from streams.sink.engines import sink_group_id
+from streams.sink.engines.fakemetronome import FakeMetronome
 from streams.testing.distribution import free_ports
 from streams.testing.pipeline import PipelineEnv, WorkerProcess, read_topic
 from streams.testing.verdict import (
@@ -49,6 +55,7 @@ from streams.testing.verdict import (
     Workload,
     assert_exact,
     ledger_diff,
+    metronome_alias,
     stripe_id,
 )
 
@@ -124,7 +131,7 @@ class SinkProcess:
     async def wait_running(self, timeout_s: float = 120.0) -> None:
         """Until the sink has loaded the customers and subscribed (its log says so)."""
         deadline = time.monotonic() + timeout_s
-        while "stripe sink running" not in self.log_text():
+        while " sink running: " not in self.log_text():
             if not self.alive() or time.monotonic() > deadline:
                 tail = self.log_text()[-3000:]
                 raise AssertionError(f"the sink is not running (exit {self.proc.poll()}):\n"
@@ -153,8 +160,9 @@ class ChaosRun:
     """A pipeline (``env``) billing into ``fake``; see the module docstring."""
 
     env: PipelineEnv
-    fake: FakeStripe
+    fake: FakeStripe | FakeMetronome
     stripe_key: str
+    """The engine's credential: a Stripe key, or the Metronome bearer token."""
     mode: str = "v2"
     rate_limit_per_s: int = 1000
     stripe_timeout_s: float = 3.0
@@ -172,7 +180,21 @@ class ChaosRun:
         return worker
 
     @property
+    def engine(self) -> str:
+        return "metronome" if isinstance(self.fake, FakeMetronome) else "stripe"
+
+    @property
     def sink_env(self) -> dict[str, str]:
+        if self.engine == "metronome":
+            return {
+                **self.env.env,
+                "METERSTREAM_SINK__ENGINE": "metronome",
+                "METERSTREAM_METRONOME__API_TOKEN": self.stripe_key,
+                "METERSTREAM_METRONOME__API_BASE": self.fake.url,
+                "METERSTREAM_METRONOME__RATE_LIMIT_PER_S": str(self.rate_limit_per_s),
+                "METERSTREAM_METRONOME__TIMEOUT_S": str(self.stripe_timeout_s),
+                **self.sink_extra_env,
+            }
         return {
             **self.env.env,
             "METERSTREAM_STRIPE__MODE": self.mode,
@@ -212,10 +234,12 @@ class ChaosRun:
         self.env.stop_all()
 
     async def publish_customers(self, customers: Iterable[str]) -> None:
-        """One customer record per customer: the sink bills ``cus_<customer>``."""
+        """One customer record per customer: a Stripe sink bills ``cus_<customer>``, a
+        Metronome sink the ingest alias ``acct_<customer>``."""
         await self.env.produce(
             ((c.encode(), orjson.dumps({"schema": "customer.v1", "customer": c,
-                                        "stripe_customer_id": stripe_id(c)}))
+                                        "stripe_customer_id": stripe_id(c),
+                                        "metronome_ingest_alias": metronome_alias(c)}))
              for c in customers), topic=self.settings.topics.customers)
 
     async def feed(self, records: list[tuple[bytes, bytes]], *, duration_s: float,
@@ -256,7 +280,9 @@ class ChaosRun:
             await producer.stop()
 
     def diff(self, truth: GroundTruth) -> LedgerDiff:
-        return ledger_diff(self.fake.ledger.totals(), truth.totals, self.settings)
+        prefix = "acct_" if self.engine == "metronome" else "cus_"
+        return ledger_diff(self.fake.ledger.totals(), truth.totals, self.settings,
+                           customer_prefix=prefix)
 
     async def settle(self, truth: GroundTruth, *, timeout_s: float = 600.0,
                      quiet_s: float | None = None) -> LedgerDiff:
@@ -277,7 +303,7 @@ class ChaosRun:
             quiet_s = self.env.window_s + self.env.grace_s + 30.0
         deadline = time.monotonic() + timeout_s
         s = self.settings
-        sink_group = f"{s.worker.app_id}-sink"
+        sink_group = sink_group_id(s)
         last_count, last_change = -1, time.monotonic()
         while time.monotonic() < deadline:
             self.check_alive()
@@ -301,7 +327,7 @@ class ChaosRun:
     async def _at_rest(self) -> bool:
         s = self.settings
         for group, topic in ((s.worker.app_id, s.topics.events),
-                             (f"{s.worker.app_id}-sink", s.topics.summaries)):
+                             (sink_group_id(s), s.topics.summaries)):
             ends = await self.end_offsets(topic)
             got = await self.committed(group, topic)
             if any(got.get(p, 0) < o for p, o in ends.items()):

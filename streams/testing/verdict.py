@@ -22,12 +22,18 @@ from streams.config import Settings
 from streams.core.money import EXACT
 from streams.loadgen import GroundTruth, WorkloadSpec, generate
 
-__all__ = ["ChaosReport", "LedgerDiff", "Workload", "assert_exact", "ledger_diff", "stripe_id"]
+__all__ = ["ChaosReport", "LedgerDiff", "Workload", "assert_exact", "ledger_diff",
+           "metronome_alias", "stripe_id"]
 
 
 def stripe_id(customer: str) -> str:
     """The Stripe customer id the chaos runs map ``customer`` to."""
     return f"cus_{customer}"
+
+
+def metronome_alias(customer: str) -> str:
+    """The Metronome ingest alias the chaos runs map ``customer`` to."""
+    return f"acct_{customer}"
 
 
 @dataclass
@@ -95,13 +101,17 @@ class LedgerDiff:
 
 
 def ledger_diff(ledger: Mapping[tuple[str, str], Decimal],
-                truth: Mapping[tuple[str, str], Decimal], settings: Settings) -> LedgerDiff:
-    """Compare ``ledger`` (Stripe customer, event name) with ``truth`` (customer, meter)."""
+                truth: Mapping[tuple[str, str], Decimal], settings: Settings,
+                customer_prefix: str = "cus_") -> LedgerDiff:
+    """Compare ``ledger`` (engine customer, event name) with ``truth`` (customer, meter);
+    the engine's customer is ours with ``customer_prefix`` (``cus_`` Stripe, ``acct_``
+    Metronome). Metronome event types are the meter names here (its default)."""
     meters = {m.name: m for m in settings.meters}
     by_event = {m.stripe_event_name: m.name for m in settings.meters}
     got: dict[tuple[str, str], Decimal] = {}
     for (stripe_customer, event_name), total in ledger.items():
-        key = (stripe_customer.removeprefix("cus_"), by_event.get(event_name, event_name))
+        key = (stripe_customer.removeprefix(customer_prefix),
+               by_event.get(event_name, event_name))
         got[key] = total
     lost = excess = Decimal(0)
     short = over = 0

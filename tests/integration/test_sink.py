@@ -32,7 +32,6 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from streams.adapters.stripe_meter import make_meter_event_client
 from streams.config import (
     KafkaSettings,
     MeterSettings,
@@ -44,6 +43,7 @@ from streams.config import (
 from streams.core.money import EXACT
 from streams.core.summaries import summary_id
 from streams.fakestripe import FakeStripe, FakeStripeConfig, Faults, MeterConfig
+from streams.sink.engines.stripe_meter import make_meter_event_client
 from streams.sink.metrics import SinkMetrics
 from streams.sink.plan import parse_summary, plan_values
 from streams.sink.reconcile import reconcile

@@ -21,9 +21,9 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-from streams.adapters.stripe_meter import DryRunClient, StripeV1Client, fetch_stripe_totals
-from streams.adapters.stripe_requests import idempotency_key, v1_form
 from streams.config import StripeSettings
+from streams.sink.engines.stripe_meter import DryRunClient, StripeV1Client, fetch_stripe_totals
+from streams.sink.engines.stripe_requests import idempotency_key, v1_form
 from streams.sink.model import MeterEvent
 
 KEY = "sk_test_123"

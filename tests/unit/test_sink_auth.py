@@ -18,12 +18,12 @@ from decimal import Decimal
 import pytest
 from prometheus_client import CollectorRegistry
 
-from streams.adapters.stripe_meter import StripeV1Client
 from streams.config import MeterSettings
 from streams.core.summaries import summary_id
 from streams.errors import PermanentSinkError
 from streams.fakestripe import FakeStripe, FakeStripeConfig, MeterConfig
 from streams.sink.dispatch import Dispatcher, Work
+from streams.sink.engines.stripe_meter import StripeV1Client
 from streams.sink.kafka_io import Source
 from streams.sink.metrics import SinkMetrics
 from streams.sink.model import MeterEvent, MeterEventClient

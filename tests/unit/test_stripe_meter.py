@@ -12,17 +12,17 @@ import orjson
 import pytest
 from pydantic import SecretStr
 
-from streams.adapters.stripe_meter import (
+from streams.config import StripeSettings
+from streams.errors import PermanentSinkError, RetryableSinkError
+from streams.fakestripe import FakeStripe, FakeStripeConfig, Faults, ManualClock
+from streams.sink.engines.stripe_meter import (
     DryRunClient,
     StripeV1Client,
     StripeV2StreamClient,
     fetch_stripe_totals,
     make_meter_event_client,
 )
-from streams.adapters.stripe_requests import format_value, idempotency_key
-from streams.config import StripeSettings
-from streams.errors import PermanentSinkError, RetryableSinkError
-from streams.fakestripe import FakeStripe, FakeStripeConfig, Faults, ManualClock
+from streams.sink.engines.stripe_requests import format_value, idempotency_key
 from streams.sink.model import MeterEvent
 
 KEY = "sk_test_meterstream_unit_0123456789"

@@ -27,15 +27,15 @@ from typing import Any
 
 import stripe
 
-from streams.adapters.stripe_requests import (
+from streams.config import StripeSettings
+from streams.errors import PermanentSinkError, RetryableSinkError, SinkError
+from streams.sink.engines.stripe_requests import (
     EXACT,
     DryRunClient,
     idempotency_key,
     v1_params,
     v2_event,
 )
-from streams.config import StripeSettings
-from streams.errors import PermanentSinkError, RetryableSinkError, SinkError
 from streams.sink.model import MeterEvent, MeterEventClient
 
 __all__ = [
