@@ -64,7 +64,7 @@ class Work:
     raw: bytes
     source: Source
     stripe_customer_id: str = ""
-    values: list[tuple[str, Decimal]] = field(default_factory=list)
+    values: Sequence[tuple[str, Decimal]] = ()
     owner: object = None
     """Set by the sink: the offset tracker that was current when the work was read."""
 
