@@ -24,7 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-__all__ = ["FAUST_DRIVER_LOGGER", "IdleTopicStallFilter", "STALL_MESSAGES", "install"]
+__all__ = ["FAUST_DRIVER_LOGGER", "STALL_MESSAGES", "IdleTopicStallFilter", "install"]
 
 FAUST_DRIVER_LOGGER = "faust.transport.drivers.aiokafka"
 # The first words of faust.transport.drivers.aiokafka's SLOW_PROCESSING_STREAM_IDLE*,

@@ -16,8 +16,6 @@ from __future__ import annotations
 import inspect
 import re
 import typing
-
-import typing_extensions
 from collections.abc import AsyncIterator
 from datetime import datetime
 from decimal import Decimal
@@ -26,6 +24,7 @@ from typing import Any
 
 import orjson
 import pytest
+import typing_extensions
 from aiohttp import ClientSession, web
 from stripe.params.v2.billing import _meter_event_session_create_params as session_params
 from stripe.params.v2.billing import _meter_event_stream_create_params as stream_params
