@@ -115,7 +115,7 @@ def test_issue_13_large_window_total_is_billed_exactly() -> None:
 
 @given(st.integers(min_value=1, max_value=10**6),
        st.lists(decimals(15).filter(lambda d: d < 10**15), min_size=1, max_size=5))
-@settings(max_examples=200)
+@settings(max_examples=200, deadline=None)  # exact Decimal sums of a million events vary
 def test_a_window_never_needs_more_whole_parts_than_events(repeat: int,
                                                            values: list[Decimal]) -> None:
     """However many valid events (each below 10**15) add up to a total, its split has at
