@@ -37,14 +37,17 @@ def env(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     ("MAX_RETRIES", "1"),
     ("AUTH_RETRY_S", "5"),
 ])
-def test_one_setting_keeps_dry_run(env: pytest.MonkeyPatch, tmp_path: Path, name: str,
+async def test_one_setting_keeps_dry_run(env: pytest.MonkeyPatch, tmp_path: Path, name: str,
                                    value: str) -> None:
+    env.chdir(tmp_path)  # the default dry-run file is relative to the working directory
     if name == "DRY_RUN_PATH":
         value = str(tmp_path / value)
     env.setenv(f"METERSTREAM_STRIPE__{name}", value)
     settings = load_settings()
     assert settings.stripe.mode == "dry-run"
-    assert isinstance(make_meter_event_client(settings.stripe), DryRunClient)
+    client = make_meter_event_client(settings.stripe)
+    assert isinstance(client, DryRunClient)
+    await client.aclose()
 
 
 @pytest.mark.parametrize("name, value", [
