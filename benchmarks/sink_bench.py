@@ -84,7 +84,7 @@ def make_works(n: int, customers: int) -> list[Work]:
         start = first + window * HOUR_MS
         value = Decimal(rng.randint(1, 10**6)) / 100
         s = Summary(summary_id(customer, meter, start, 0), customer, meter, start,
-                    start + HOUR_MS, 0, value, value)
+                    start + HOUR_MS, 0, value, value, event_count=1)
         works.append(Work(s, b"", Source("usage.summaries", 0, i, customer),
                           stripe_customer_id=f"cus_{customer}"))
     return works

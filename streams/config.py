@@ -200,12 +200,28 @@ class AggregatorSettings(BaseModel):
         return self
 
 
+# Settings that only one or two modes use. Setting one explicitly in another mode is a
+# start-up error that names it: the mode changes only when STRIPE__MODE says so, and a key
+# or a host given to a dry-run sink means the operator expected Stripe to be called.
+_MODE_ONLY: dict[str, tuple[str, ...]] = {
+    "api_key": ("v1", "v2"),
+    "api_base": ("v1", "v2"),
+    "meter_events_base": ("v2",),
+    "batch_size": ("v2",),
+    "dry_run_path": ("dry-run",),
+}
+
+
 class StripeSettings(BaseModel):
-    """The Stripe sink."""
+    """The Stripe sink.
+
+    ``mode`` defaults to ``dry-run`` and changes only when set: no other setting implies a
+    mode. A setting the chosen mode does not use (see ``_MODE_ONLY``) is refused.
+    """
 
     model_config = _FROZEN
 
-    mode: Literal["v1", "v2", "dry-run"] = "v1"
+    mode: Literal["v1", "v2", "dry-run"] = "dry-run"
     api_key: SecretStr | None = None
     # Override Stripe's hosts, for the fake Stripe or stripe-mock.
     api_base: str | None = None
@@ -240,10 +256,29 @@ class StripeSettings(BaseModel):
                     "api_key must be a Stripe secret or restricted key (sk_test_..., sk_live_..., "
                     "rk_test_..., rk_live_...)"
                 )
+        return self
+
+    @_model_validator(mode="after")
+    def _fits_mode(self) -> StripeSettings:
+        misplaced = [
+            name for name, modes in _MODE_ONLY.items()
+            if name in self.model_fields_set and self.mode not in modes
+        ]
+        if misplaced:
+            names = ", ".join(f"{ENV_PREFIX}STRIPE__{n.upper()}" for n in misplaced)
+            wanted = sorted({m for n in misplaced for m in _MODE_ONLY[n]})
+            raise ValueError(
+                f"{names} {'is' if len(misplaced) == 1 else 'are'} not used in mode "
+                f"{self.mode!r} ({ENV_PREFIX}STRIPE__MODE"
+                f"{', the default' if 'mode' not in self.model_fields_set else ''}); "
+                f"set {ENV_PREFIX}STRIPE__MODE to {' or '.join(repr(m) for m in wanted)}, "
+                "or remove the setting"
+            )
         if self.mode != "dry-run" and self.api_key is None and self.api_base is None:
             raise ValueError(
-                f"mode {self.mode!r} needs api_key (or api_base pointing at a fake Stripe); "
-                "use mode 'dry-run' to only write requests to a file"
+                f"mode {self.mode!r} needs {ENV_PREFIX}STRIPE__API_KEY (or "
+                f"{ENV_PREFIX}STRIPE__API_BASE pointing at a fake Stripe); use mode 'dry-run' "
+                "to only write requests to a file"
             )
         return self
 
@@ -356,7 +391,7 @@ class Settings(BaseSettings):
     topics: TopicSettings = TopicSettings()
     meters: tuple[MeterSettings, ...] = Field(default_factory=_default_meters)
     aggregator: AggregatorSettings = AggregatorSettings()
-    stripe: StripeSettings = StripeSettings(mode="dry-run")
+    stripe: StripeSettings = StripeSettings()
     worker: WorkerSettings = WorkerSettings()
     sink: SinkSettings = SinkSettings()
     metronome: MetronomeSettings = MetronomeSettings()

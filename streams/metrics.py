@@ -6,6 +6,8 @@ carries a customer id, so cardinality stays bounded by partitions, reasons and m
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "TICKS",
     "TXN_RESETS",
     "WATERMARK",
+    "caught_up",
 ]
 
 EVENTS = Counter(
@@ -50,11 +53,6 @@ STATE_WRITES = Counter(
 )
 OWNED_PARTITIONS = Gauge(
     "meterstream_owned_partitions", "Partitions of the events topic this worker owns."
-)
-CAUGHT_UP = Gauge(
-    "meterstream_caught_up",
-    "1 when every owned partition's consumer lag is within WORKER__CAUGHT_UP_MAX_LAG "
-    "(and the partitions are restored), else 0.",
 )
 RESTORED_RECORDS = Counter(
     "meterstream_restored_records_total",
@@ -89,6 +87,23 @@ CONSUMER_LAG = Gauge(
     "High watermark minus the next offset to process, per partition.",
     ["partition"],
 )
+CAUGHT_UP = Gauge(
+    "meterstream_caught_up",
+    "1 when the worker owns partitions and every one's consumer lag (as in "
+    "meterstream_consumer_lag_messages) is within WORKER__CAUGHT_UP_MAX_LAG, else 0.",
+)
+
+
+def caught_up(lag_by_partition: Mapping[int, int | None], max_lag_messages: int) -> bool:
+    """The "caught up" signal for operators: True when every owned partition's lag is
+    known and at most ``max_lag_messages``. A worker that owns no partition, or one whose
+    lag is not known yet (None: before its first fetch), is not caught up."""
+    if not lag_by_partition:
+        return False
+    return all(lag is not None and lag <= max_lag_messages
+               for lag in lag_by_partition.values())
+
+
 GAP_RECORDS = Counter(
     "meterstream_consumer_gap_records_total",
     "Source records the consumer skipped over and the worker read back from the broker.",

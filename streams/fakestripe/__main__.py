@@ -18,6 +18,30 @@ from collections.abc import Sequence
 from streams.fakestripe.app import FakeStripe
 from streams.fakestripe.config import FakeStripeConfig, Faults, MeterConfig, default_meters
 
+ADMIN_API = """\
+Stripe endpoints served: POST /v1/billing/meter_events, GET /v1/billing/meters[/{id}],
+GET /v1/billing/meters/{id}/event_summaries, POST /v1/billing/meter_event_adjustments,
+POST /v2/billing/meter_event_session, POST /v2/billing/meter_event_stream.
+
+Admin API (JSON; not Stripe's, for tests; docs/fakestripe.md):
+  GET  /_fake/ledger   what was billed: {"accepted", "duplicates_rejected", "cancelled",
+                       "totals": [{"customer", "event_name", "total"}],
+                       "window_totals": [...], "identifiers": [...]}; totals are exact
+                       decimal strings
+  GET  /_fake/stats    requests by status, events accepted, faults injected
+  GET  /_fake/errors   events Stripe would refuse asynchronously (error reports)
+  POST /_fake/faults   set the fault mix, e.g. {"rate_429": 0.2, "rate_500": 0.05,
+                       "rate_timeout": 0.0, "rate_drop": 0.0, "latency_s": 0.0,
+                       "retry_after_s": 1.0, "seed": 7}; fields left out keep their
+                       value, "seed" restarts the fault RNG; answers the faults in force
+  POST /_fake/down     {"mode": "503"|"refuse"|"up", "for_s": 30}: answer every request
+                       with 503, or refuse connections, optionally for a while
+
+Example:
+  curl -s -XPOST localhost:12111/_fake/faults -d '{"rate_429": 0.3}'
+  curl -s localhost:12111/_fake/ledger | jq .totals
+"""
+
 
 def _meter(spec: str) -> MeterConfig:
     parts = spec.split(":")
@@ -34,6 +58,7 @@ def _meter(spec: str) -> MeterConfig:
 
 def parse_args(argv: Sequence[str] | None = None) -> FakeStripeConfig:
     p = argparse.ArgumentParser(prog="python -m streams.fakestripe", description=__doc__,
+                                epilog=ADMIN_API,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=12111, help="0 picks a free port")

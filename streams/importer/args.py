@@ -21,6 +21,17 @@ def add_import_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("jsonl", "csv", "parquet", "auto"), default="auto",
                    help="file format (default: by extension: .jsonl .csv .parquet, each "
                         "optionally .gz)")
+    p.add_argument("--layout", choices=("meterstream", "stripe"), default="meterstream",
+                   help="meterstream: usage event v1 fields (default); stripe: the files of "
+                        "Stripe's S3 connector (identifier, timestamp in Unix seconds, "
+                        "event_name, payload / payload_* columns), mapped to our meters by "
+                        "stripe_event_name and to our customers by stripe_customer_id")
+    p.add_argument("--stripe-customer-as-id", action="store_true",
+                   help="with --layout stripe: use the Stripe customer id as the customer "
+                        "id instead of looking it up in the customers topic")
+    p.add_argument("--stripe-value-key", default="value", metavar="KEY",
+                   help="with --layout stripe: the payload key of the value (the Stripe "
+                        "meter's value_settings.event_payload_key; default value)")
     p.add_argument("--map", action="append", default=[], metavar="EVENT_FIELD=COLUMN",
                    help="read an event field from another column (repeatable); fields: id "
                         "customer meter value timestamp attributes attributes.NAME")
@@ -56,6 +67,14 @@ def run_from_args(settings: Settings, args: argparse.Namespace) -> int:
             raise ValueError("--commit-rows must be >= 1")
         if args.interval <= 0:
             raise ValueError("--interval must be > 0")
+        if args.layout == "stripe" and mapping:
+            raise ValueError("--map does not apply to --layout stripe (a fixed layout)")
+        if args.layout == "stripe" and args.format == "parquet":
+            raise ValueError("--layout stripe reads CSV, JSON or JSON Lines, not Parquet")
+        if args.layout != "stripe" and (args.stripe_customer_as_id
+                                        or args.stripe_value_key != "value"):
+            raise ValueError("--stripe-customer-as-id and --stripe-value-key need "
+                             "--layout stripe")
     except ValueError as exc:
         print(f"meterstream import: {exc}", file=sys.stderr)
         return 2
@@ -64,7 +83,9 @@ def run_from_args(settings: Settings, args: argparse.Namespace) -> int:
         mapping=mapping, rejects_path=args.rejects, checkpoint_path=args.checkpoint,
         watch=args.watch, interval_s=args.interval, pack=args.pack,
         endpoint_url=args.endpoint_url, commit_every_rows=args.commit_rows,
-        progress=not args.no_progress)
+        progress=not args.no_progress, layout=args.layout,
+        stripe_customer_as_id=args.stripe_customer_as_id,
+        stripe_value_key=args.stripe_value_key)
     try:
         return run_import(settings, options)
     except ImportSourceError as exc:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -48,6 +48,7 @@ __all__ = [
     "Format",
     "Row",
     "RowError",
+    "RowReader",
     "detect_format",
     "parse_mapping",
     "read_rows",
@@ -76,6 +77,8 @@ class RowError:
 
 
 Row = tuple[int, "dict[str, Any] | RowError"]
+RowReader = Callable[[IO[bytes], Format, Mapping[str, str]], Iterator[Row]]
+"""The signature of :func:`read_rows`; another file layout provides its own."""
 
 
 def detect_format(name: str) -> tuple[Format | None, bool]:
@@ -324,8 +327,10 @@ class FileReader:
     for progress; Parquet reads its footer first, so there it jumps around.
     """
 
-    def __init__(self, path: Path, fmt: Format, gz: bool, mapping: Mapping[str, str]) -> None:
+    def __init__(self, path: Path, fmt: Format, gz: bool, mapping: Mapping[str, str],
+                 read: RowReader | None = None) -> None:
         self.path, self.fmt, self.gz, self.mapping = path, fmt, gz, mapping
+        self._read: RowReader = read or read_rows
         self._raw: IO[bytes] | None = None
 
     def __enter__(self) -> FileReader:
@@ -348,4 +353,4 @@ class FileReader:
             if self.fmt == "parquet":
                 # Parquet reads its footer first: it needs a seekable, decompressed stream.
                 stream = io.BytesIO(stream.read())
-        return read_rows(stream, self.fmt, self.mapping)
+        return self._read(stream, self.fmt, self.mapping)

@@ -49,7 +49,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -58,10 +58,11 @@ from streams.core.events import Rejection, UsageEvent, validate_event
 from streams.encode import Prepared
 from streams.errors import ImportSourceError
 from streams.importer.checkpoint import Checkpoint
-from streams.importer.formats import FileReader, Format, RowError
+from streams.importer.formats import FileReader, Format, RowError, read_rows
 from streams.importer.progress import ImportProgress
 from streams.importer.rejects import DlqRejects, FileRejects, Reject, RejectSink
 from streams.importer.sources import Source, SourceFile, content_digest, open_source
+from streams.importer.stripe_layout import StripeLayout, invert_customers
 from streams.producer import UsageProducer
 
 __all__ = ["ImportOptions", "ImportSummary", "Importer", "run_import"]
@@ -87,6 +88,10 @@ class ImportOptions:
     commit_every_rows: int = 50_000
     commit_every_s: float = 2.0
     progress: bool = True
+    # "stripe": Stripe's S3 connector layout (streams.importer.stripe_layout).
+    layout: Literal["meterstream", "stripe"] = "meterstream"
+    stripe_customer_as_id: bool = False
+    stripe_value_key: str = "value"
 
 
 @dataclass
@@ -131,6 +136,12 @@ class Importer:
         self.rejects = rejects
         self.summary = ImportSummary()
         self.progress = ImportProgress(enabled=options.progress)
+        self._stripe: StripeLayout | None = None
+        if options.layout == "stripe":
+            self._stripe = StripeLayout(
+                event_meters={m.stripe_event_name: m.name for m in settings.meters},
+                customer_as_id=options.stripe_customer_as_id,
+                value_key=options.stripe_value_key)
         self._seen: set[str] = set()  # customer \x1f id of rows with their own id
         self._skipped: set[str] = set()  # locators of files skipped as already done
         self._stop = asyncio.Event()
@@ -182,6 +193,10 @@ class Importer:
                 listed = {f.locator for f in files}
                 files = [f for f in files if f.locator in previous]
                 previous = listed
+            if files and self._stripe is not None and not self._stripe.customer_as_id:
+                # Once per listing, so that --watch sees customers added meanwhile.
+                self._stripe.customers = invert_customers(
+                    await load_stripe_customer_ids(self.settings))
             todo = []
             for f in files:
                 if self.checkpoint.digests.get(f.locator) not in self.checkpoint.done:
@@ -237,7 +252,8 @@ class Importer:
         next_commit_rows = opts.commit_every_rows
         next_commit_at = time.monotonic() + opts.commit_every_s
         uri = f.uri
-        with FileReader(path, f.fmt, f.gz, opts.mapping) as reader:
+        read = self._stripe.read_rows if self._stripe is not None else read_rows
+        with FileReader(path, f.fmt, f.gz, opts.mapping, read) as reader:
             for number, row in reader.rows():
                 if number <= resume:
                     continue
@@ -304,6 +320,20 @@ class Importer:
         else:
             self.checkpoint.advance(digest, last)
         self.checkpoint.save()
+
+
+async def load_stripe_customer_ids(settings: Settings) -> dict[str, str]:
+    """Our customer -> Stripe customer id, from the whole customers topic."""
+    from streams.sink.customers import CustomerDirectory, parse_customer_record
+    from streams.sink.kafka_io import read_to_end
+
+    directory = CustomerDirectory()
+    async for record in read_to_end(settings.kafka, settings.topics.customers,
+                                    client_id=f"{settings.kafka.client_id}-import"):
+        parsed = parse_customer_record(record.key, record.value)
+        if parsed is not None:
+            directory.apply(*parsed)
+    return {c: sid for c in directory.customers() if (sid := directory.get(c)) is not None}
 
 
 def run_import(settings: Settings, options: ImportOptions) -> int:

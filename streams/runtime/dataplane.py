@@ -207,22 +207,19 @@ class DataPlane:
     def ready(self) -> bool:
         return self.assigned_once and not self.rebalancing and not self._stopping
 
-    def lag(self) -> int | None:
-        """Total consumer lag of the owned partitions (None: not known yet)."""
+    def lags(self) -> dict[int, int | None]:
+        """Consumer lag of each owned partition (None: not known before its first fetch)."""
         consumer = self._consumer
-        if consumer is None or not self.ready:
-            return None
-        total = 0
-        for owned in self.owned.values():
-            high = consumer.highwater(owned.tp)
-            if high is None:
-                return None
-            total += max(0, high - owned.next_offset)
-        return total
+        out: dict[int, int | None] = {}
+        for p, owned in self.owned.items():
+            high = consumer.highwater(owned.tp) if consumer is not None else None
+            out[p] = None if high is None else max(0, high - owned.next_offset)
+        return out
 
     def caught_up(self) -> bool:
-        lag = self.lag()
-        ok = lag is not None and lag <= self.settings.worker.caught_up_max_lag
+        """Ready, and every owned partition's lag within WORKER__CAUGHT_UP_MAX_LAG."""
+        ok = self.ready and metrics.caught_up(self.lags(),
+                                              self.settings.worker.caught_up_max_lag)
         metrics.CAUGHT_UP.set(1 if ok else 0)
         return ok
 

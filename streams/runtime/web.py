@@ -7,8 +7,9 @@
   again, so a stale map answers 503 instead of looping.
 - ``GET /partitions``: which worker URL owns which partition, and what this worker owns.
 - ``GET /health``: the process is up. ``GET /ready``: partitions assigned and restored, no
-  rebalance under way; its body also says whether the worker has caught up
-  (``caught_up``: every owned partition's lag within ``WORKER__CAUGHT_UP_MAX_LAG``).
+  rebalance under way; its body gives each owned partition's consumer lag and whether the
+  worker has caught up (``caught_up``: every owned partition's lag known and within
+  ``WORKER__CAUGHT_UP_MAX_LAG``).
 - ``GET /metrics``: Prometheus text format.
 
 When a token is configured every route but /health and /ready needs
@@ -77,7 +78,9 @@ def register_views(c: Components) -> None:
     @app.page("/ready")
     async def ready(web: Any, request: Any) -> Any:
         ok = plane.ready
-        body = {"ready": ok, "partitions": sorted(plane.owned), "lag": plane.lag(),
+        lags = plane.lags()
+        body = {"ready": ok, "partitions": sorted(plane.owned),
+                "lag": {str(p): lag for p, lag in sorted(lags.items())},
                 "caught_up": plane.caught_up()}
         return web.json(body, status=200 if ok else 503)
 

@@ -29,7 +29,7 @@ import asyncio
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -71,7 +71,7 @@ class Work:
     raw: bytes
     source: Source
     stripe_customer_id: str = ""
-    values: list[tuple[str, Decimal]] = field(default_factory=list)
+    values: Sequence[tuple[str, Decimal]] = ()
     owner: object = None
     """Set by the sink: the offset tracker that was current when the work was read."""
 

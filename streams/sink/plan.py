@@ -26,9 +26,17 @@ Rules, in the order :func:`plan_events` applies them:
 5. **More than 15 significant digits** (Stripe's limit): in delta mode the value is split
    into parts of at most 15 significant digits each (most significant digits first) that
    add up exactly to the value; a sum meter adds them back. Part k of n has identifier
-   ``f"{base}.p{k}of{n}"`` (k from 1), at most 57 characters. The split depends only on
-   the value, which a summary id fixes, so it is deterministic. In pre-aggregated mode a
-   split is impossible (only the last event of a window counts): ``too_many_digits``.
+   ``f"{base}.p{k}of{n}"`` (k from 1). The split depends only on the value, which a
+   summary id fixes, so it is deterministic. There is no fixed cap on n: every valid
+   total is billed exactly. Each usage event carries less than ``10**15``, so a window of
+   ``event_count`` events never needs more than ``event_count`` whole parts (plus at most
+   one part per 15 digits of fraction): Stripe never receives more events for a window
+   than the window had usage events, plus a few. A summary whose value needs more whole
+   parts than its ``event_count`` cannot come from valid events and is
+   ``invalid_summary``. The parts are computed on access (:class:`PlannedValues`), so a
+   long split holds no list in memory. In pre-aggregated mode a split is impossible
+   (only the last event of a window counts): ``too_many_digits``; the worker refuses at
+   intake the event that would make such a total (``streams.core.billable``).
 6. **Timestamp.** The window start, clamped into Stripe's accepted range: no older than
    35 days minus :data:`PAST_MARGIN_S` and no later than 5 minutes minus
    :data:`FUTURE_MARGIN_S` ahead of now, and always inside ``[window_start, window_end)``.
@@ -49,10 +57,10 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
-from typing import Any
+from typing import Any, overload
 
 import orjson
 
@@ -70,7 +78,6 @@ from streams.sink.model import MeterEvent
 __all__ = [
     "FUTURE_MARGIN_S",
     "MAX_DIGITS",
-    "MAX_PARTS",
     "METRONOME_LIMITS",
     "PAST_MARGIN_S",
     "STRIPE_LIMITS",
@@ -78,6 +85,7 @@ __all__ = [
     "STRIPE_MAX_PAST_S",
     "EngineLimits",
     "PlanError",
+    "PlannedValues",
     "Summary",
     "build_events",
     "canonical",
@@ -85,14 +93,13 @@ __all__ = [
     "parse_summary",
     "plan_events",
     "plan_values",
+    "split_parts",
     "split_value",
     "timestamp_for",
     "window_problems",
 ]
 
 MAX_DIGITS = 15
-# One v2 request carries 100 events; more parts than that means a unit mistake upstream.
-MAX_PARTS = 100
 STRIPE_MAX_PAST_S = ENGINE_HORIZON_S["stripe"]
 STRIPE_MAX_FUTURE_S = ENGINE_MAX_FUTURE_S["stripe"]
 # Covers request latency and clock skew between us and Stripe. The timestamp is computed
@@ -145,6 +152,7 @@ class Summary:
     seq: int
     total: Decimal
     delta: Decimal
+    event_count: int
 
 
 def _decimal(obj: dict[str, Any], name: str) -> Decimal:
@@ -209,45 +217,41 @@ def parse_summary(raw: bytes | dict[str, Any]) -> Summary:
         seq=_int(obj, "seq"),
         total=_decimal(obj, "total"),
         delta=_decimal(obj, "delta"),
+        event_count=_int(obj, "event_count"),
     )
     if summary.window_end_ms <= summary.window_start_ms or summary.window_start_ms < 0:
         raise PlanError("invalid_summary", "window_end_ms must be after window_start_ms >= 0")
     if summary.seq < 0:
         raise PlanError("invalid_summary", "seq must be >= 0")
+    if summary.event_count < 0:
+        raise PlanError("invalid_summary", "event_count must be >= 0")
     return summary
 
 
-def split_value(value: Decimal, max_digits: int = MAX_DIGITS) -> list[Decimal]:
-    """Split ``value`` (> 0) into parts of at most ``max_digits`` significant digits.
+def split_parts(value: Decimal, max_digits: int = MAX_DIGITS) -> tuple[int, tuple[Decimal, ...]]:
+    """Split ``value`` (> 0) into ``whole`` parts of ``10 ** max_digits - 1`` plus ``tail``.
 
-    Digits are counted as :func:`streams.core.money.significant_digits` counts them (the
-    plain-notation reading, so a part is always below ``10 ** max_digits``). The parts add
-    up to ``value`` exactly:
+    Every part has at most ``max_digits`` significant digits, counted as
+    :func:`streams.core.money.significant_digits` counts them (the plain-notation reading,
+    so a part is always below ``10 ** max_digits``). The parts add up to ``value`` exactly:
 
-    1. an integer part of ``10 ** max_digits`` or more gives whole parts of
-       ``10 ** max_digits - 1`` each (at most :data:`MAX_PARTS` parts in all, else
-       :class:`PlanError` ``too_many_digits``);
+    1. an integer part of ``10 ** max_digits`` or more gives ``whole`` parts of
+       ``10 ** max_digits - 1`` each;
     2. the rest (integer part now below ``10 ** max_digits``) has its digits cut into runs
        of ``max_digits`` from the most significant end, each keeping its place value; the
        first run covers the whole integer part, later runs are pure fractions. Runs of
        zeros are dropped. No rounding can happen: digits are only regrouped.
 
-    A value that fits returns ``[canonical(value)]``.
+    A value that fits returns ``(0, (canonical(value),))``.
     """
     if value <= 0:
-        raise ValueError("split_value needs a value > 0")
+        raise ValueError("split_parts needs a value > 0")
     if significant_digits(value) <= max_digits:
-        return [canonical(value)]
+        return 0, (canonical(value),)
     largest = 10**max_digits - 1
-    parts: list[Decimal] = []
     whole = int(value) // largest
-    if whole > MAX_PARTS:
-        raise PlanError(
-            "too_many_digits",
-            f"value {value} would need more than {MAX_PARTS} events below 10**{max_digits}",
-        )
     rest = EXACT.subtract(value, Decimal(whole * largest))
-    parts.extend([Decimal(largest)] * whole)
+    tail: list[Decimal] = []
     if rest > 0:
         _, digits, exponent = canonical(rest).as_tuple()
         assert isinstance(exponent, int)  # finite, checked by the caller
@@ -256,14 +260,61 @@ def split_value(value: Decimal, max_digits: int = MAX_DIGITS) -> list[Decimal]:
             run = digits[start : start + max_digits]
             if any(run):
                 # The run's last digit has place value 10 ** (exponent + digits after it).
-                parts.append(canonical(Decimal((0, run, exponent + n - start - len(run)))))
-    if len(parts) > MAX_PARTS:
-        raise PlanError(
-            "too_many_digits",
-            f"value {value} would need {len(parts)} events of at most {max_digits} digits "
-            f"(limit {MAX_PARTS})",
-        )
-    return parts
+                tail.append(canonical(Decimal((0, run, exponent + n - start - len(run)))))
+    return whole, tuple(tail)
+
+
+def split_value(value: Decimal, max_digits: int = MAX_DIGITS) -> list[Decimal]:
+    """The parts of :func:`split_parts` as one list (for small values and tests)."""
+    whole, tail = split_parts(value, max_digits)
+    return [Decimal(10**max_digits - 1)] * whole + list(tail)
+
+
+class PlannedValues(Sequence[tuple[str, Decimal]]):
+    """The (identifier, value) pairs that carry one value, computed on access.
+
+    ``whole`` parts of ``10**15 - 1`` come first, then ``tail``; part k of n (k from 1) has
+    identifier ``f"{base}.p{k}of{n}"``, or ``base`` alone when n is 1. Indexing and slicing
+    cost O(length of the answer), never O(n), so a split into millions of parts (a window
+    of millions of maximal events) is sent in chunks without a list of them in memory.
+    """
+
+    __slots__ = ("_base", "_largest", "_n", "_tail", "_whole")
+
+    def __init__(self, base: str, whole: int, tail: Sequence[Decimal]) -> None:
+        self._base = base
+        self._whole = whole
+        self._tail = tuple(tail)
+        self._n = whole + len(self._tail)
+        self._largest = Decimal(10**MAX_DIGITS - 1)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _at(self, i: int) -> tuple[str, Decimal]:
+        value = self._largest if i < self._whole else self._tail[i - self._whole]
+        if self._n == 1:
+            return self._base, value
+        return f"{self._base}.p{i + 1}of{self._n}", value
+
+    @overload
+    def __getitem__(self, index: int) -> tuple[str, Decimal]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[tuple[str, Decimal]]: ...
+
+    def __getitem__(
+        self, index: int | slice
+    ) -> tuple[str, Decimal] | list[tuple[str, Decimal]]:
+        if isinstance(index, slice):
+            return [self._at(i) for i in range(*index.indices(self._n))]
+        i = index + self._n if index < 0 else index
+        if not 0 <= i < self._n:
+            raise IndexError("part index out of range")
+        return self._at(i)
+
+    def __repr__(self) -> str:
+        return f"PlannedValues({self._base!r}, whole={self._whole}, tail={self._tail!r})"
 
 
 def canonical(value: Decimal) -> Decimal:
@@ -320,7 +371,7 @@ def timestamp_for(window_start_ms: int, window_end_ms: int, now_ms: int,
 
 
 def plan_values(summary: Summary, meter: MeterSettings,
-                max_digits: int | None = MAX_DIGITS) -> list[tuple[str, Decimal]]:
+                max_digits: int | None = MAX_DIGITS) -> Sequence[tuple[str, Decimal]]:
     """(identifier, value) of each event that carries ``summary``, possibly none.
 
     Everything but the timestamp: rules 1 to 5 of the module docstring. It does not depend
@@ -350,19 +401,23 @@ def plan_values(summary: Summary, meter: MeterSettings,
                 f"total has {significant_digits(value)} significant digits (Stripe accepts "
                 f"{MAX_DIGITS}) and a pre-aggregated meter cannot add parts",
             )
-    base = identifier_base(summary.id)
-    parts = [canonical(value)] if max_digits is None else split_value(value, max_digits)
-    n = len(parts)
-    return [
-        (base if n == 1 else f"{base}.p{k}of{n}", part) for k, part in enumerate(parts, start=1)
-    ]
+    if max_digits is None:  # the engine takes exact decimals of any length (Metronome)
+        return PlannedValues(identifier_base(summary.id), 0, (canonical(value),))
+    whole, tail = split_parts(value, max_digits)
+    if whole > summary.event_count:
+        raise PlanError(
+            "invalid_summary",
+            f"value {value} needs {whole} parts of {MAX_DIGITS} digits, more than the "
+            f"{summary.event_count} events the summary counts could add up to",
+        )
+    return PlannedValues(identifier_base(summary.id), whole, tail)
 
 
 def build_events(
     summary: Summary,
     meter: MeterSettings,
     stripe_customer_id: str,
-    values: list[tuple[str, Decimal]],
+    values: Sequence[tuple[str, Decimal]],
     now_ms: int,
     limits: EngineLimits = STRIPE_LIMITS,
 ) -> list[MeterEvent]:

@@ -44,12 +44,6 @@ POD_SETTINGS = {
     "WORKER__INSTANCE_ID": "the static member id must survive a restart: the pod's name",
     "WORKER__ROCKSDB_MEMORY_MB": "RocksDB's memory must fit the container's memory limit",
 }
-# Settings the worker is getting (static membership; one bound on RocksDB's memory),
-# in the same change that removes WORKER__STANDBY_REPLICAS. While the model still has
-# that setting, the chart may set these before the model reads them; once the change has
-# landed they are checked like any other setting (delete this block then).
-_PENDING_UNTIL_GONE = "WORKER__STANDBY_REPLICAS"
-_PENDING_NAMES = frozenset({"WORKER__INSTANCE_ID", "WORKER__ROCKSDB_MEMORY_MB"})
 
 
 def _model_of(annotation: Any) -> type[BaseModel] | None:
@@ -80,14 +74,13 @@ def _fields(model: type[BaseModel], prefix: str = "") -> Iterator[tuple[str, Fie
 SETTINGS = dict(_fields(Settings))
 REQUIRED = {name for name, field in SETTINGS.items() if field.is_required()}
 SECRETS = {name for name, field in SETTINGS.items() if _is_secret(field.annotation)}
-PENDING = (_PENDING_NAMES - SETTINGS.keys()) if _PENDING_UNTIL_GONE in SETTINGS else frozenset()
 
 
 def test_the_model_walk_sees_the_settings() -> None:
     assert {"KAFKA__BOOTSTRAP_SERVERS", "METERS", "WORKER__WEB_PORT",
             "STRIPE__API_KEY"} <= SETTINGS.keys()
     assert {"KAFKA__SASL_PASSWORD", "STRIPE__API_KEY", "WORKER__API_TOKEN"} <= SECRETS
-    assert (POD_SETTINGS.keys() - PENDING) <= SETTINGS.keys()
+    assert POD_SETTINGS.keys() <= SETTINGS.keys()
 
 
 @functools.cache
@@ -134,7 +127,7 @@ def _resolve(entry: dict[str, Any]) -> str:
 def test_every_variable_is_a_setting(values: Path) -> None:
     for component, container, _ in _workloads(values):
         names = [_setting(e["name"]) for e in container["env"]]
-        unknown = {n for n in names if n not in SETTINGS and n not in PENDING}
+        unknown = {n for n in names if n not in SETTINGS}
         assert not unknown, f"{component} sets variables streams/config.py does not read: " \
                             f"{sorted(unknown)}"
 
@@ -178,9 +171,6 @@ def test_each_container_loads_its_settings_and_parses_its_command(
             for key in [k for k in __import__("os").environ if k.startswith(ENV_PREFIX)]:
                 patch.delenv(key)
             for entry in container["env"]:
-                name = _setting(entry["name"])
-                if name in PENDING:
-                    continue
                 patch.setenv(entry["name"], _resolve(entry))
             settings = load_settings()  # ConfigError names every bad variable
         assert settings.worker.web_host == "0.0.0.0"

@@ -266,7 +266,7 @@ async def test_dispatcher_under_seeded_faults_bills_exactly_once() -> None:
             delta = Decimal(rng.randrange(1, 10**6)) / 1000
             seq = offset  # distinct ids: a correction per summary
             s = Summary(summary_id(customer, meter, start, seq), customer, meter, start,
-                        start + HOUR_MS, seq, delta, delta)
+                        start + HOUR_MS, seq, delta, delta, 1)
             tracker.track(offset)
             works.append(Work(s, b"{}", Source("usage.summaries", 0, offset, customer),
                               stripe_customer_id=customer, owner=tracker))

@@ -85,7 +85,7 @@ def works_for(customers: int) -> list[Work]:
         for meter in ("cpu", "gpu"):
             customer = f"a{c}"
             s = Summary(summary_id(customer, meter, start, 0), customer, meter, start,
-                        start + HOUR_MS, 0, Decimal(3), Decimal(3))
+                        start + HOUR_MS, 0, Decimal(3), Decimal(3), event_count=1)
             tracker.track(len(out))
             out.append(Work(s, b"{}", Source("usage.summaries", 0, len(out), customer),
                             stripe_customer_id=f"cus_{customer}", owner=tracker))

@@ -79,7 +79,7 @@ def make_work(customer: str, meter: str, window: int, seq: int, delta: str, tota
               offset: int, tracker: PartitionOffsets) -> Work:
     start = NOW_MS - NOW_MS % HOUR_MS - (10 - window) * HOUR_MS
     s = Summary(summary_id(customer, meter, start, seq), customer, meter, start,
-                start + HOUR_MS, seq, Decimal(total), Decimal(delta))
+                start + HOUR_MS, seq, Decimal(total), Decimal(delta), event_count=1000)
     tracker.track(offset)
     return Work(s, b"{}", Source("usage.summaries", 0, offset, customer),
                 stripe_customer_id=f"cus_{customer}", owner=tracker)

@@ -23,6 +23,8 @@ from streams.sink.plan import (
     identifier_base,
     parse_summary,
     plan_events,
+    plan_values,
+    split_parts,
     split_value,
     timestamp_for,
     window_problems,
@@ -51,6 +53,7 @@ def make_summary(
     total: Decimal = Decimal("12.5"),
     delta: Decimal | None = None,
     window_ms: int = HOUR_MS,
+    event_count: int = 10**9,
 ) -> Summary:
     return Summary(
         id=summary_id(customer, meter, window_start_ms, seq),
@@ -61,6 +64,7 @@ def make_summary(
         seq=seq,
         total=total,
         delta=total if delta is None else delta,
+        event_count=event_count,
     )
 
 
@@ -69,19 +73,82 @@ def make_summary(
 @given(decimals())
 @settings(max_examples=500)
 def test_parts_add_up_exactly_and_fit_stripe(value: Decimal) -> None:
-    if int(value) > 99 * (10**MAX_DIGITS - 1):
-        with pytest.raises(PlanError):
-            split_value(value)
-        return
-    parts = split_value(value)
-    total = Decimal(0)
-    for part in parts:
+    whole, tail = split_parts(value)
+    largest = Decimal(10**MAX_DIGITS - 1)
+    total = EXACT.multiply(largest, Decimal(whole))
+    for part in tail:
         assert part > 0
         assert significant_digits(part) <= MAX_DIGITS
         total = EXACT.add(total, part)
     assert total == value
     if significant_digits(value) <= MAX_DIGITS:
-        assert parts == [value]
+        assert (whole, tail) == (0, (value,))
+    if whole < 1000:
+        listed = Decimal(0)
+        for part in split_value(value):
+            listed = EXACT.add(listed, part)
+        assert listed == value
+
+
+def test_issue_13_large_window_total_is_billed_exactly() -> None:
+    """121 events of 999999999999999 and 120 of 0.000000000000001 in one window: the total
+    needs 121 whole parts and one fraction, and every valid total is billed exactly."""
+    value = Decimal(0)
+    for _ in range(121):
+        value = EXACT.add(value, Decimal("999999999999999"))
+    for _ in range(120):
+        value = EXACT.add(value, Decimal("0.000000000000001"))
+    assert str(value) == "120999999999999879.000000000000120"
+    summary = make_summary(total=value, event_count=241)
+    events = plan_events(summary, DELTA, "cus_1", NOW_MS)
+    assert len(events) == 122
+    sent = Decimal(0)
+    for event in events:
+        assert significant_digits(event.value) <= MAX_DIGITS
+        sent = EXACT.add(sent, event.value)
+    assert sent == value
+    ids = [e.identifier for e in events]
+    assert len(set(ids)) == 122
+    assert ids[0] == f"{identifier_base(summary.id)}.p1of122"
+    assert ids == [e.identifier for e in plan_events(summary, DELTA, "cus_1", NOW_MS + 1)]
+
+
+@given(st.integers(min_value=1, max_value=10**6),
+       st.lists(decimals(15).filter(lambda d: d < 10**15), min_size=1, max_size=5))
+@settings(max_examples=200, deadline=None)  # exact Decimal sums of a million events vary
+def test_a_window_never_needs_more_whole_parts_than_events(repeat: int,
+                                                           values: list[Decimal]) -> None:
+    """However many valid events (each below 10**15) add up to a total, its split has at
+    most one whole part per event, so the sink never refuses a valid total."""
+    total = Decimal(0)
+    for v in values:
+        total = EXACT.add(total, EXACT.multiply(v, Decimal(repeat)))
+    count = repeat * len(values)
+    planned = plan_values(make_summary(total=total, event_count=count), DELTA)
+    assert 1 <= len(planned) <= count + 5
+    # Indexing and slicing agree; the last part closes the sum exactly.
+    assert planned[-1] == planned[len(planned) - 1]
+    assert planned[: len(planned)][-1] == planned[-1]
+
+
+def test_a_total_beyond_its_event_count_is_an_invalid_summary() -> None:
+    value = Decimal(10**15 - 1) * 4
+    plan_values(make_summary(total=value, event_count=4), DELTA)
+    with pytest.raises(PlanError) as info:
+        plan_values(make_summary(total=value, event_count=3), DELTA)
+    assert info.value.reason == "invalid_summary"
+
+
+def test_a_long_split_is_lazy() -> None:
+    """A window of ten million maximal events: its ten million parts never sit in a list."""
+    count = 10_000_000
+    value = Decimal(10**15 - 1) * count + Decimal("0.5")
+    planned = plan_values(make_summary(total=value, event_count=count), DELTA)
+    assert len(planned) == count + 1
+    base = identifier_base(make_summary(total=value, event_count=count).id)
+    assert planned[count] == (f"{base}.p{count + 1}of{count + 1}", Decimal("0.5"))
+    assert planned[5:7] == [(f"{base}.p6of{count + 1}", Decimal(10**15 - 1)),
+                            (f"{base}.p7of{count + 1}", Decimal(10**15 - 1))]
 
 
 def test_split_examples() -> None:
@@ -111,7 +178,7 @@ def test_identifiers_unique_deterministic_and_short(items: list[tuple[tuple[str,
     seen: set[str] = set()
     for (customer, meter, start, seq), value in items:
         if int(value) > 99 * (10**MAX_DIGITS - 1):
-            continue
+            continue  # builds every event: keep the lists short (laziness is tested below)
         summary = make_summary(customer, meter, start, seq, value)
         first = plan_events(summary, DELTA, "cus_1", NOW_MS)
         again = plan_events(summary, DELTA, "cus_1", NOW_MS + 60_000)
