@@ -12,11 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from streams.sink.engines.stripe_meter import make_meter_event_client
-from streams.sink.engines.stripe_requests import DryRunClient
 
 from streams.config import load_settings
 from streams.errors import ConfigError
+from streams.sink.engines.stripe_meter import make_meter_event_client
+from streams.sink.engines.stripe_requests import DryRunClient
 
 KEY = "sk_test_" + secrets.token_hex(16)
 

@@ -26,8 +26,6 @@ import orjson
 import pytest
 import typing_extensions
 from aiohttp import ClientSession, web
-from streams.sink.engines.stripe_meter import DryRunClient, StripeV2StreamClient
-from streams.sink.engines.stripe_requests import V2_STREAM_PATH, format_value
 from stripe.params.v2.billing import _meter_event_session_create_params as session_params
 from stripe.params.v2.billing import _meter_event_stream_create_params as stream_params
 from stripe.v2.billing import _meter_event_session_service as session_service
@@ -36,6 +34,8 @@ from stripe.v2.billing import _meter_event_stream_service as stream_service
 from streams.config import MeterSettings
 from streams.core.summaries import summary_id
 from streams.fakestripe import FakeStripe, FakeStripeConfig
+from streams.sink.engines.stripe_meter import DryRunClient, StripeV2StreamClient
+from streams.sink.engines.stripe_requests import V2_STREAM_PATH, format_value
 from streams.sink.plan import Summary, plan_events
 
 KEY = "sk_test_meterstream_v2_conformance_0123"
