@@ -150,6 +150,8 @@ async def tail_alerts(
         client_id=f"{settings.kafka.client_id}-alerts-tail",
         group_id=group_id or f"{settings.worker.app_id}-alerts-tail",
         enable_auto_commit=False,
+        # Alerts are written in the worker's transactions: only committed ones count.
+        isolation_level="read_committed",
         auto_offset_reset="earliest" if from_beginning else "latest",
     )
     rng = random.Random(seed)

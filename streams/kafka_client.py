@@ -19,6 +19,7 @@ from aiokafka.errors import ProducerClosed
 from aiokafka.helpers import create_ssl_context
 from aiokafka.partitioner import murmur2
 
+from streams.compat import fail_pending_batches
 from streams.config import KafkaSettings
 from streams.errors import ProducerError
 
@@ -103,9 +104,7 @@ def client_options(
 async def force_stop(kafka: Any) -> None:
     """Stop an aiokafka producer without waiting for a broker that may be gone: pending
     batches fail with ProducerClosed (their records are in the spool already)."""
-    accumulator = getattr(kafka, "_message_accumulator", None)
-    if accumulator is not None:
-        accumulator.fail_all(ProducerClosed())
+    fail_pending_batches(kafka)
     await kafka.stop()
 
 

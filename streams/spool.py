@@ -130,17 +130,18 @@ class Rescue:
         """Append records already in spool format (:func:`frame`); return their byte range."""
         if self.sealed:
             raise ProducerError("rescue segment already sealed")
-        return self._spool._write(self.number, data)
+        return self._spool._write(self.number, data)  # noqa: SLF001 - its own spool
 
     def mark_delivered(self, byte_range: tuple[int, int]) -> None:
         """Kafka acknowledged the records in ``byte_range``: replay skips them."""
-        self._spool._skips.setdefault(self.number, []).append(byte_range)
+        self._spool._skips.setdefault(  # noqa: SLF001 - its own spool
+            self.number, []).append(byte_range)
 
     def seal(self) -> None:
         """No more records will come: replay may read this segment and pass it."""
         if not self.sealed:
             self.sealed = True
-            self._spool._seal(self.number)
+            self._spool._seal(self.number)  # noqa: SLF001 - its own spool
 
 
 class Spool:

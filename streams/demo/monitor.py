@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from streams.alerts_tail import format_alert
+from streams.compat import partitions_of
 from streams.config import Settings
 from streams.core.money import EXACT
 from streams.demo.view import DemoState
@@ -90,7 +91,7 @@ class Monitor:
                        for p in sorted(consumer.partitions_for_topic(topic) or ())]
                 if not tps:
                     await asyncio.sleep(0.5)
-                    await consumer._client.force_metadata_update()
+                    await partitions_of(consumer, t.summaries, timeout_s=0.0)
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             while True:

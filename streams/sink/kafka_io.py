@@ -9,12 +9,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
+from streams.compat import partitions_of
 from streams.config import KafkaSettings
 from streams.kafka_client import connection_options
 from streams.sink.retry import Backoff
@@ -137,20 +137,6 @@ class DeadLetterWriter:
         await self._producer.send_and_wait(self.topic, value, key=key, headers=headers)
 
 
-async def partitions_of(consumer: Any, topic: str, *, timeout_s: float = 30.0
-                        ) -> list[TopicPartition]:
-    """The partitions of ``topic`` for a group-less consumer ([] if it does not exist)."""
-    deadline = time.monotonic() + timeout_s
-    parts = consumer.partitions_for_topic(topic)
-    while not parts and time.monotonic() < deadline:
-        # aiokafka loads metadata only for topics its client tracks, and a group-less
-        # consumer tracks none until assigned: add the topic and wait for a refresh.
-        await consumer._client.add_topic(topic)
-        await consumer._client.force_metadata_update()
-        parts = consumer.partitions_for_topic(topic)
-        if not parts:
-            await asyncio.sleep(0.2)
-    return [TopicPartition(topic, p) for p in sorted(parts or ())]
 
 
 async def read_to_end(

@@ -397,7 +397,7 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         self._sink = sink
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._sink._revoked(revoked)
+        await self._sink._revoked(revoked)  # noqa: SLF001 - the sink's own listener
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("partitions assigned %s", sorted(tp.partition for tp in assigned))

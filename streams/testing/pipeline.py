@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from streams.compat import partitions_of
 from streams.config import KafkaSettings, Settings, load_settings
 
 __all__ = ["PipelineEnv", "WorkerProcess", "read_topic"]
@@ -209,8 +210,7 @@ async def read_topic(
         deadline = time.monotonic() + 30
         while not parts and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
+            parts = {tp.partition for tp in await partitions_of(consumer, topic)}
         consumer.assign([TopicPartition(topic, p) for p in parts])
         await consumer.seek_to_beginning()
         deadline = time.monotonic() + timeout_s

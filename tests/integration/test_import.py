@@ -36,6 +36,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from moto.server import ThreadedMotoServer
 
+from streams.compat import partitions_of
 from streams.config import Settings, StripeSettings
 from streams.core.events import UsageEvent, decode_record
 from streams.fakestripe import FakeStripe, FakeStripeConfig, MeterConfig
@@ -63,8 +64,7 @@ async def read_events(bootstrap: str, topic: str, expected: int,
     try:
         parts = consumer.partitions_for_topic(topic) or set()
         while not parts:
-            await consumer._client.force_metadata_update()
-            parts = consumer.partitions_for_topic(topic) or set()
+            parts = {tp.partition for tp in await partitions_of(consumer, topic)}
         consumer.assign([TopicPartition(topic, p) for p in parts])
         await consumer.seek_to_beginning()
         deadline = time.monotonic() + timeout_s
