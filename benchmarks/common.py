@@ -212,7 +212,7 @@ def worker_events(port: int) -> float:
     return sum(float(v) for v in _EVENTS_RE.findall(text))
 
 
-async def worker_ready(port: int) -> bool:
+def worker_ready(port: int) -> bool:
     """The worker's /ready answers 200 (its partitions are assigned and restored)."""
     return http_get(f"http://127.0.0.1:{port}/ready")[0] == 200
 
