@@ -54,7 +54,7 @@ import orjson
 from streams.core.batch import BatchSteps
 from streams.core.cache import BatchCache, BulkStateReader, Kind, StateReader
 from streams.core.events import UsageEvent, encode_event, validate_event
-from streams.core.money import VALUE_SCALE, to_units
+from streams.core.money import VALUE_SCALE, to_units, units_text
 from streams.core.pricing import CustomerTerms, MeterRule
 from streams.core.scan import EventTuple, scan_record
 from streams.core.state import POS_SCALE, SpendRec, WindowRec, spend_key, window_key
@@ -196,28 +196,8 @@ class _Run:
         self.cfg = agg.config
 
     def run(self, records: Sequence[SourceRecord]) -> None:
-        scanned = self._scan(records)
-        steps = self.steps
-        counts = [0, 0, 0, 0]  # accepted, late, duplicate, replayed
-        for item in scanned:
-            if item is None:
-                counts[3] += 1
-                continue
-            rec, events, rejections, dkeys = item
-            if events is None:
-                assert rec.tick_ms is not None
-                # A tick is written with the wall time as header and as record timestamp,
-                # the latter a moment later. A forged tick header cannot move stream time
-                # past its record's timestamp, which the broker bounds
-                # (log.message.timestamp.after.max.ms).
-                steps.advance(min(rec.tick_ms, rec.timestamp_ms) - self.cfg.idle_bound_ms)
-            else:
-                for rej in rejections:
-                    self._dead(rec, rej.reason, rej.detail, rej.index, rej.original)
-                if events:
-                    self._events(rec, events, dkeys, counts)
-            steps.part.applied = rec.offset
-        self._finish(counts)
+        self._apply(self._scan(records))
+        self._finish()
 
     def _scan(self, records: Sequence[SourceRecord]) -> list[_Scanned | None]:
         """First pass: decode, then read every dedup mark, window and spend record the
@@ -242,10 +222,15 @@ class _Run:
             # same ids.)
             customer = "" if rec.key is None else rec.key
             events, rejections = scan_record(rec.value, customer)
-            cenc = f"{len(customer)}:{customer}"
-            dkeys = [f"D|{p}|{ev[4] - ev[4] % HOUR_MS}|{cenc}|{ev[1]}" for ev in events]
+            if len(events) == 1:  # a single event: no comprehension
+                _i, event_id, meter, _q, ts, _e = events[0]
+                dkeys = [f"D|{p}|{ts - ts % HOUR_MS}|{len(customer)}:{customer}|{event_id}"]
+                windows.add((customer, meter, ts - ts % window_ms))
+            else:
+                cenc = f"{len(customer)}:{customer}"
+                dkeys = [f"D|{p}|{ev[4] - ev[4] % HOUR_MS}|{cenc}|{ev[1]}" for ev in events]
+                windows.update({(customer, ev[2], ev[4] - ev[4] % window_ms) for ev in events})
             all_dkeys += dkeys
-            windows.update((customer, ev[2], ev[4] - ev[4] % window_ms) for ev in events)
             out.append((rec, events, rejections, dkeys))
         cache = steps.cache
         cache.prefetch(all_dkeys, int)
@@ -264,131 +249,154 @@ class _Run:
             key = key[:_MAX_DEAD_LETTER_KEY]  # so that the dead letter fits in a message
         out.dead_letters.append(DeadLetter(key, reason, detail, rec.offset, index, original))
 
-    def _dead_event(self, rec: SourceRecord, ev: EventTuple, single: bool, reason: str,
-                    detail: str) -> None:
+    def _dead_event(self, rec: SourceRecord, ev: EventTuple, reason: str, detail: str) -> None:
+        single = rec.value is not None and rec.value.lstrip()[:1] != b"["
         if single and rec.value is not None:
             original = rec.value
+        elif ev[5] is None:  # what encode_event gives for an event without attributes
+            original = orjson.dumps({"id": ev[1], "customer": rec.key, "meter": ev[2],
+                                     "value": units_text(ev[3], VALUE_SCALE),
+                                     "timestamp": ev[4]})
         else:
             parsed = validate_event(ev[5], rec.key)  # accepted once, so accepted again
             assert isinstance(parsed, UsageEvent)
             original = orjson.dumps(encode_event(parsed))
         self._dead(rec, reason, detail, None if single else ev[0], original)
 
-    def _events(self, rec: SourceRecord, events: list[EventTuple], dkeys: list[str],
-                counts: list[int]) -> None:
-        """Apply one record's valid events, in order (the hot loop)."""
+    def _apply(self, scanned: list[_Scanned | None]) -> None:
+        """Second pass: every record and event in offset order (the hot loop)."""
         steps, cfg = self.steps, self.cfg
         part = steps.part
         meter_info = self.agg.meter_info
         window_ms, grace_ms, max_age_ms = cfg.window_ms, cfg.grace_ms, cfg.max_age_ms
+        max_future_ms, idle_bound_ms = cfg.max_future_ms, cfg.idle_bound_ms
         dedup_span = HOUR_MS + cfg.dedup_horizon_ms
-        future_limit = min(rec.timestamp_ms + cfg.max_future_ms, _YEAR_10000_MS - 1)
-        old_limit = rec.timestamp_ms - max_age_ms
-        customer = "" if rec.key is None else rec.key
-        single = rec.value is not None and rec.value.lstrip()[:1] != b"["
-        base_pos = rec.offset * POS_SCALE
         cache = steps.cache
         values, deleted = cache.values, cache.deleted
         new_marks = cache.dirty(Kind.DEDUP)
         windows, dedup_hours = steps.windows, steps.dedup_hours
-        stream_ms = part.stream_ms
-        accepted = late = 0
+        accepted = late = duplicate = replayed = 0
         last_ms = steps.out.last_event_ms
-        for ev, dkey in zip(events, dkeys, strict=True):
-            index, event_id, meter, q, ts, _element = ev
-            info = meter_info.get(meter)
-            if info is None:
-                self._dead_event(rec, ev, single, "unknown_meter",
-                                 f"meter {meter[:60]!r} is not configured")
+        for item in scanned:
+            if item is None:
+                replayed += 1
                 continue
-            ws = ts - ts % window_ms
-            # Past year 9999 no billing period exists; only a record timestamp that far
-            # ahead (a broker without log.message.timestamp.after.max.ms) lets one here.
-            if ts > future_limit:
-                self._dead_event(rec, ev, single, "in_future", "event time is more than "
-                                 "the allowed skew ahead of the record's produce time")
+            rec, events, rejections, dkeys = item
+            part.applied = rec.offset  # (nothing reads it before the batch ends)
+            if events is None:
+                assert rec.tick_ms is not None
+                # A tick is written with the wall time as header and as record timestamp,
+                # the latter a moment later. A forged tick header cannot move stream time
+                # past its record's timestamp, which the broker bounds
+                # (log.message.timestamp.after.max.ms).
+                steps.advance(min(rec.tick_ms, rec.timestamp_ms) - idle_bound_ms)
                 continue
-            wm = stream_ms - grace_ms
-            # Also too old once its window's state may have expired (see BatchSteps.expire).
-            if ts < old_limit or ws + window_ms + max_age_ms <= wm:
-                self._dead_event(rec, ev, single, "too_old",
-                                 "event time is older than Stripe's 35-day horizon")
+            for rej in rejections:
+                self._dead(rec, rej.reason, rej.detail, rej.index, rej.original)
+            if not events:
                 continue
-            pos = base_pos + index
-            hour = ts - ts % HOUR_MS
-            # Beyond the dedup horizon its marks are gone, as Stripe's would be: new.
-            if hour + dedup_span > wm:
-                first = values[dkey]
-                if first is None:
-                    values[dkey] = pos
-                    new_marks[dkey] = None
-                    if deleted:
-                        deleted.pop(dkey, None)
-                    if hour not in dedup_hours:
-                        steps.register_dedup_hour(hour)
-                elif first != pos:  # the original being replayed has its own position
-                    counts[2] += 1
+            future_limit = min(rec.timestamp_ms + max_future_ms, _YEAR_10000_MS - 1)
+            old_limit = rec.timestamp_ms - max_age_ms
+            customer = "" if rec.key is None else rec.key
+            base_pos = rec.offset * POS_SCALE
+            stream_ms = part.stream_ms
+            for ev, dkey in zip(events, dkeys, strict=True):
+                index, event_id, meter, q, ts, _element = ev
+                info = meter_info.get(meter)
+                if info is None:
+                    self._dead_event(rec, ev, "unknown_meter",
+                                     f"meter {meter[:60]!r} is not configured")
                     continue
-            entry = windows.get((customer, meter, ws))
-            if entry is None:
-                entry = steps.touch_window(customer, meter, ws)
-            w, sa, wkey = entry
-            if pos <= w.applied:
-                # Applied before a crash; the spend record was written before it, so it
-                # holds too. Stream time is a function of the log: the event moved it the
-                # first time, so it must move it again, or a window it closed would close
-                # later, with more events, under the same summary id.
-                counts[3] += 1
-                if w.closed and (w.emitted_seq < 0 or w.value_units != w.emitted_units):
+                ws = ts - ts % window_ms
+                # Past year 9999 no billing period exists; only a record timestamp that
+                # far ahead (a broker without log.message.timestamp.after.max.ms) lets one
+                # here.
+                if ts > future_limit:
+                    self._dead_event(rec, ev, "in_future", "event time is more than the "
+                                     "allowed skew ahead of the record's produce time")
+                    continue
+                wm = stream_ms - grace_ms
+                # Also too old once its window's state may have expired (see
+                # BatchSteps.expire_windows).
+                if ts < old_limit or ws + window_ms + max_age_ms <= wm:
+                    self._dead_event(rec, ev, "too_old",
+                                     "event time is older than Stripe's 35-day horizon")
+                    continue
+                pos = base_pos + index
+                hour = ts - ts % HOUR_MS
+                # Beyond the dedup horizon its marks are gone, as Stripe's would be: new.
+                if hour + dedup_span > wm:
+                    first = values[dkey]
+                    if first is None:
+                        values[dkey] = pos
+                        new_marks[dkey] = None
+                        if deleted:
+                            deleted.pop(dkey, None)
+                        if hour not in dedup_hours:
+                            steps.register_dedup_hour(hour)
+                    elif first != pos:  # the original being replayed has its own position
+                        duplicate += 1
+                        continue
+                entry = windows.get((customer, meter, ws))
+                if entry is None:
+                    entry = steps.touch_window(customer, meter, ws)
+                w, sa, wkey = entry
+                if pos <= w.applied:
+                    # Applied before a crash; the spend record was written before it, so
+                    # it holds too. Stream time is a function of the log: the event moved
+                    # it the first time, so it must move it again, or a window it closed
+                    # would close later, with more events, under the same summary id.
+                    replayed += 1
+                    if w.closed and (w.emitted_seq < 0 or w.value_units != w.emitted_units):
+                        steps.mark_pending(wkey, w)
+                    steps.advance(ts)
+                    stream_ms = part.stream_ms
+                    continue
+                aggregation, price, meter_index = info
+                old = w.value_units
+                if aggregation == _SUM:
+                    w.value_units = old + q
+                elif aggregation == _COUNT:
+                    q = _ONE_UNIT
+                    w.value_units = old + q
+                else:
+                    w.value_units = (q if q > old else old) if w.count else q
+                    q = w.value_units - old
+                w.count += 1
+                w.applied = pos
+                if w.closed:
+                    late += 1
                     steps.mark_pending(wkey, w)
-                steps.advance(ts)
-                stream_ms = part.stream_ms
-                continue
-            aggregation, price, meter_index = info
-            old = w.value_units
-            if aggregation == _SUM:
-                w.value_units = old + q
-            elif aggregation == _COUNT:
-                q = _ONE_UNIT
-                w.value_units = old + q
-            else:
-                w.value_units = (q if q > old else old) if w.count else q
-                q = w.value_units - old
-            w.count += 1
-            w.applied = pos
-            if w.closed:
-                late += 1
-                steps.mark_pending(wkey, w)
-            else:
-                accepted += 1
-            if pos > sa.guard:
-                qty = sa.qty
-                had = qty[meter_index]
-                qty[meter_index] = q if had is None else had + q
-                sa.units += q * price
-                sa.last_pos = pos
-                if ts > sa.last_ms:
-                    sa.last_ms = ts
-                if sa.units >= sa.need:
-                    steps.cross(sa, ts, event_id)
-            if last_ms is None or ts > last_ms:
-                last_ms = ts
-            if ts > stream_ms:
-                before = stream_ms
-                stream_ms = part.stream_ms = ts
-                if ts >= steps.trigger_ms:
-                    steps.run_due(before)
-        counts[0] += accepted
-        counts[1] += late
+                else:
+                    accepted += 1
+                if pos > sa.guard:
+                    qty = sa.qty
+                    had = qty[meter_index]
+                    qty[meter_index] = q if had is None else had + q
+                    sa.units += q * price
+                    sa.last_pos = pos
+                    if ts > sa.last_ms:
+                        sa.last_ms = ts
+                    if sa.units >= sa.need:
+                        steps.cross(sa, ts, event_id)
+                if last_ms is None or ts > last_ms:
+                    last_ms = ts
+                if ts > stream_ms:
+                    before = stream_ms
+                    stream_ms = part.stream_ms = ts
+                    if ts >= steps.trigger_ms:
+                        steps.run_due(before)
         steps.out.last_event_ms = last_ms
+        outcomes = steps.out.outcomes
+        for name, n in (("accepted", accepted), ("late", late), ("duplicate", duplicate),
+                        ("replayed", replayed)):
+            if n:
+                outcomes[name] += n
 
-    def _finish(self, counts: list[int]) -> None:
+    def _finish(self) -> None:
         steps = self.steps
         out, part = steps.out, steps.part
         steps.flush_spend()
-        for name, n in zip(("accepted", "late", "duplicate", "replayed"), counts, strict=True):
-            if n:
-                out.outcomes[name] += n
         part.pending = list(steps.pending)
         out.writes = steps.cache.writes((f"P|{steps.p}", part.encode()))
         out.stream_ms = part.stream_ms
