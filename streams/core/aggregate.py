@@ -184,7 +184,7 @@ class Aggregator:
 
 # A record after the first pass: (record, events, rejections, dedup keys); events is None
 # for a tick, and the whole entry is None for a record at or below the applied offset.
-_Scanned = tuple[SourceRecord, list[EventTuple] | None, list[Any], list[str]]
+_Scanned = tuple[SourceRecord, Sequence[EventTuple] | None, Sequence[Any], Sequence[str]]
 
 
 class _Run:
@@ -214,7 +214,7 @@ class _Run:
                 continue
             applied = rec.offset
             if rec.tick_ms is not None:
-                out.append((rec, None, [], []))
+                out.append((rec, None, (), ()))
                 continue
             # A record without a key is never a customer's: its events are key_mismatch.
             # (Skipping the key check would let them land on another customer's
@@ -224,13 +224,14 @@ class _Run:
             events, rejections = scan_record(rec.value, customer)
             if len(events) == 1:  # a single event: no comprehension
                 _i, event_id, meter, _q, ts, _e = events[0]
-                dkeys = [f"D|{p}|{ts - ts % HOUR_MS}|{len(customer)}:{customer}|{event_id}"]
+                dkeys: Sequence[str] = (
+                    f"D|{p}|{ts - ts % HOUR_MS}|{len(customer)}:{customer}|{event_id}",)
                 windows.add((customer, meter, ts - ts % window_ms))
             else:
                 cenc = f"{len(customer)}:{customer}"
                 dkeys = [f"D|{p}|{ev[4] - ev[4] % HOUR_MS}|{cenc}|{ev[1]}" for ev in events]
                 windows.update({(customer, ev[2], ev[4] - ev[4] % window_ms) for ev in events})
-            all_dkeys += dkeys
+            all_dkeys.extend(dkeys)
             out.append((rec, events, rejections, dkeys))
         cache = steps.cache
         cache.prefetch(all_dkeys, int)

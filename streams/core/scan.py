@@ -26,6 +26,7 @@ rejection. So the fast path only ever accepts what the full rules accept.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Final
 
 import orjson
@@ -134,10 +135,13 @@ def _from_event(index: int, ev: UsageEvent, element: object) -> EventTuple:
     return (index, ev.id, ev.meter, to_units(ev.value, VALUE_SCALE), ev.timestamp_ms, element)
 
 
-def scan_record(value: bytes | None, key: str) -> tuple[list[EventTuple], list[Rejection]]:
+def scan_record(value: bytes | None, key: str
+                ) -> tuple[Sequence[EventTuple], Sequence[Rejection]]:
     """Decode one record into event tuples and rejections, as ``decode_record`` would.
 
     ``key`` is the record key ("" for a record without one: its events are key_mismatch).
+    A valid single event comes back in tuples, not lists: the caller keeps them until the
+    batch ends, and lists are what the garbage collector has to keep traversing.
     """
     if value is None or len(value) > MAX_RECORD_BYTES:
         return [], decode_record(value, key)[1]
@@ -148,7 +152,7 @@ def scan_record(value: bytes | None, key: str) -> tuple[list[EventTuple], list[R
     if type(obj) is dict:
         ev = _fast(obj, key, 0)
         if ev is not None:
-            return [ev], []
+            return (ev,), ()
         result = validate_event(obj, key)
         if isinstance(result, UsageEvent):
             return [_from_event(0, result, obj)], []
