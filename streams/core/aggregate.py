@@ -55,7 +55,7 @@ from streams.core.batch import BatchSteps
 from streams.core.cache import BatchCache, BulkStateReader, Kind, StateReader
 from streams.core.events import UsageEvent, encode_event, validate_event
 from streams.core.money import VALUE_SCALE, to_units, units_text
-from streams.core.pricing import CustomerTerms, MeterRule
+from streams.core.pricing import CustomerTerms, MeterRule, Threshold
 from streams.core.scan import EventTuple, scan_record
 from streams.core.state import POS_SCALE, SpendRec, WindowRec, spend_key, window_key
 from streams.core.windows import HOUR_MS
@@ -152,7 +152,8 @@ def _price_scale(meters: Mapping[str, MeterRule]) -> int:
 
 
 class Aggregator:
-    """Stateless over calls: all state is read from and written back to the store."""
+    """Stateless over calls: all state is read from and written back to the store (it
+    keeps only a memo of a pure function, the thresholds in force for given terms)."""
 
     def __init__(self, config: CoreConfig) -> None:
         self.config = config
@@ -165,6 +166,7 @@ class Aggregator:
                    i)
             for i, (name, rule) in enumerate(config.meters.items())
         }
+        self.thresholds_by_terms: dict[CustomerTerms | None, tuple[Threshold, ...]] = {}
 
     def process(
         self,
@@ -177,7 +179,7 @@ class Aggregator:
     ) -> BatchResult:
         out = BatchResult()
         steps = BatchSteps(self.config, self.meter_names, self.spend_scale, partition,
-                           BatchCache(store), now_ms, terms, out)
+                           BatchCache(store), now_ms, terms, out, self.thresholds_by_terms)
         _Run(self, steps).run(records)
         return out
 

@@ -45,6 +45,7 @@ if TYPE_CHECKING:
 __all__ = ["NEVER", "BatchSteps", "SpendAcc"]
 
 NEVER = 1 << 4096  # an int above any time or amount: "no trigger", "no threshold left"
+_THRESHOLD_MEMO = 4096  # distinct customer terms whose thresholds are remembered
 
 
 def _dec(units: int, scale: int) -> Decimal:
@@ -79,7 +80,9 @@ class BatchSteps:
 
     def __init__(self, cfg: CoreConfig, meter_names: tuple[str, ...], spend_scale: int,
                  p: int, cache: BatchCache, now_ms: int,
-                 terms: Callable[[str], CustomerTerms | None], out: BatchResult) -> None:
+                 terms: Callable[[str], CustomerTerms | None], out: BatchResult,
+                 thresholds_by_terms: dict[CustomerTerms | None, tuple[Threshold, ...]]
+                 ) -> None:
         self.cfg = cfg
         self.meter_names = meter_names
         self.spend_scale = spend_scale
@@ -93,6 +96,9 @@ class BatchSteps:
         self.pending: dict[str, None] = dict.fromkeys(self.part.pending)
         self.dedup_hours = set(self.part.dedup_hours)
         self.thresholds: dict[str, tuple[Threshold, ...]] = {}
+        # thresholds_for is a pure function of the terms: the aggregator keeps its results
+        # across batches (bounded), most customers sharing the default terms (None).
+        self.thresholds_by_terms = thresholds_by_terms
         self.periods: dict[int, tuple[str, int]] = {}
         # First touches in this batch: (customer, meter, ws) -> (window, spend, key).
         self.windows: dict[tuple[str, str, int], tuple[WindowRec, SpendAcc, str]] = {}
@@ -183,8 +189,14 @@ class BatchSteps:
         self._expire_at(expiry)
         found = self.thresholds.get(customer)
         if found is None:
-            found = self.thresholds[customer] = thresholds_for(
-                self.terms(customer), self.cfg.default_thresholds)
+            terms = self.terms(customer)
+            found = self.thresholds_by_terms.get(terms)
+            if found is None:
+                if len(self.thresholds_by_terms) >= _THRESHOLD_MEMO:
+                    self.thresholds_by_terms.clear()
+                found = self.thresholds_by_terms[terms] = thresholds_for(
+                    terms, self.cfg.default_thresholds)
+            self.thresholds[customer] = found
         sa = self.spends[names] = SpendAcc(skey, s, found, len(self.meter_names))
         self._renew_need(sa)
         return sa

@@ -129,16 +129,27 @@ def units_ceiling(d: Decimal, scale: int) -> int:
     return units + 1 if units < scaled else units
 
 
+_SHORT_SCALE = 9
+_SHORTEN = {scale: 10 ** (scale - _SHORT_SCALE) for scale in range(_SHORT_SCALE + 1, 128)}
+
+
 def units_text(units: int, scale: int) -> str:
     """``format_decimal(from_units(units, scale))``, straight from the int."""
+    if not units:
+        return "0"
+    if scale > _SHORT_SCALE:
+        # Most amounts have few decimals: format the much smaller int at scale 9 then.
+        shorten = _SHORTEN.get(scale) or 10 ** (scale - _SHORT_SCALE)
+        head, rest = divmod(units, shorten)
+        if not rest:
+            units, scale = head, _SHORT_SCALE
     sign = "-" if units < 0 else ""
     digits = str(-units if sign else units)
     if scale <= 0:
-        return sign + digits + "0" * -scale if units else "0"
-    digits = digits.rjust(scale + 1, "0")
+        return sign + digits + "0" * -scale
+    if len(digits) <= scale:
+        digits = digits.rjust(scale + 1, "0")
     whole, fraction = digits[:-scale], digits[-scale:].rstrip("0")
-    if not units:
-        return "0"
     return f"{sign}{whole}.{fraction}" if fraction else sign + whole
 
 

@@ -77,7 +77,9 @@ def test_units_ceiling_is_the_least_enough(amount: Decimal, scale: int) -> None:
 
 
 @MONEY
-@given(st.integers(-(10**90), 10**90), st.integers(-5, 70))
+@given(st.one_of(st.integers(-(10**90), 10**90),
+                 st.builds(lambda k, j: k * 10**j, st.integers(-(10**20), 10**20),
+                           st.integers(0, 70))), st.integers(-5, 70))
 def test_units_text_is_format_decimal(units: int, scale: int) -> None:
     assert units_text(units, scale) == format_decimal(Decimal(units).scaleb(-scale, EXACT))
 
