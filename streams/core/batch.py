@@ -350,11 +350,12 @@ class BatchSteps:
 
     def _emit(self, w: WindowRec, seq: int, delta_units: int) -> None:
         rule = self.cfg.meters[w.meter]
+        total = units_text(w.value_units, VALUE_SCALE)
         self.out.summaries.append(summary_dict(
             customer=w.customer, meter=w.meter, aggregation=rule.aggregation,
-            window_start_ms=w.ws, window_ms=self.cfg.window_ms, seq=seq,
-            total=units_text(w.value_units, VALUE_SCALE),
-            delta=units_text(delta_units, VALUE_SCALE),
+            window_start_ms=w.ws, window_ms=self.cfg.window_ms, seq=seq, total=total,
+            delta=total if delta_units == w.value_units else units_text(delta_units,
+                                                                         VALUE_SCALE),
             event_count=w.count, period=self.period(w.ws)[0], emitted_at_ms=self.now_ms,
         ))
         self.out.outcomes["summary:final" if seq == 0 else "summary:correction"] += 1

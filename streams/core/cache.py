@@ -84,8 +84,11 @@ class BatchCache:
         missing = [k for k in dict.fromkeys(keys) if k not in values]
         if not missing:
             return
-        for key, raw in zip(missing, read_many(self.store, missing), strict=True):
-            values[key] = None if raw is None else decode(raw)
+        raws = read_many(self.store, missing)
+        # None stays None; what was found is decoded.
+        values.update(zip(missing, raws, strict=True))
+        for key, raw in [(k, r) for k, r in zip(missing, raws, strict=True) if r is not None]:
+            values[key] = decode(raw)
 
     def get(self, key: str, decode: Callable[[bytes], Any]) -> Any:
         try:
@@ -128,11 +131,11 @@ class BatchCache:
         for dirty in self._dirty:
             if not dirty:
                 continue
-            first = values[next(iter(dirty))]
-            if type(first) is int:  # a kind holds ints (marks, entries) or records
-                out += [(key, b"%d" % values[key]) for key in dirty]
+            current = list(map(values.__getitem__, dirty))
+            if type(current[0]) is int:  # a kind holds ints (marks, entries) or records
+                out += zip(dirty, map(b"%d".__mod__, current), strict=True)
             else:
-                out += [(key, values[key].encode()) for key in dirty]
+                out += zip(dirty, [val.encode() for val in current], strict=True)
         out.append(last)
         out += [(key, None) for key in self.deleted]
         return out
