@@ -1,9 +1,10 @@
 """``python -m benchmarks quick|full --out DIR`` (and ``loadgen``, = ``meterstream loadgen``).
 
 quick: small workloads so the whole run stays under 5 minutes on a 2-core machine;
-full: the issue's sizes (long). Both start their own broker (Apache Kafka from the
-project's jars, full JIT) unless ``--bootstrap`` names one, run drain, latency and scale
-(or ``--only`` some of them), and write DIR/results.json, DIR/results.md and PNG plots.
+full: the issue's sizes (long). Both run core, drain, latency and scale (or ``--only`` some
+of them) and write DIR/results.json, DIR/results.md and PNG plots. ``core`` needs no
+broker (the core is driven directly, before any broker starts); the others start their
+own (Apache Kafka from the project's jars, full JIT) unless ``--bootstrap`` names one.
 Scratch data (topics' local state dirs, logs, raw profiles) goes to ``--workdir``
 (default benchmarks/scratch/, gitignored) and is removed unless ``--keep``.
 """
@@ -39,6 +40,7 @@ class Mode:
     scale_customers: list[int]
     scale_build_timeout_s: float
     scale_recovery_timeout_s: float
+    core_repeats: int = 3
 
 
 MODES = {
@@ -46,14 +48,14 @@ MODES = {
         drain_events=50_000, drain_customers=1_000, drain_packs=[1, 50], drain_span_s=120,
         drain_repeats=1, drain_timeout_s=90, latency_rates=[1_000, 10_000, 50_000],
         latency_duration_s=4, latency_wait_s=6, scale_customers=[500, 1_000, 2_000],
-        scale_build_timeout_s=25, scale_recovery_timeout_s=60,
+        scale_build_timeout_s=25, scale_recovery_timeout_s=60, core_repeats=3,
     ),
     "full": Mode(
         drain_events=200_000, drain_customers=10_000, drain_packs=[1, 50], drain_span_s=600,
         drain_repeats=3,
         drain_timeout_s=900, latency_rates=[1_000, 10_000, 50_000], latency_duration_s=30,
         latency_wait_s=120, scale_customers=[10_000, 100_000, 1_000_000],
-        scale_build_timeout_s=1_800, scale_recovery_timeout_s=900,
+        scale_build_timeout_s=1_800, scale_recovery_timeout_s=900, core_repeats=5,
     ),
 }
 
@@ -84,6 +86,14 @@ async def _run(bootstrap: str, mode: Mode, parts: set[str], workdir: Path, profi
             recovery_timeout_s=mode.scale_recovery_timeout_s), log=_log)
 
 
+def _run_core(mode: Mode, workdir: Path, results: dict[str, Any]) -> None:
+    from benchmarks.core_bench import CoreParams, run_core
+
+    results["core"] = run_core(workdir / "core", CoreParams(
+        events=mode.drain_events, customers=mode.drain_customers, packs=mode.drain_packs,
+        span_s=mode.drain_span_s, repeats=mode.core_repeats), log=_log)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["loadgen"]:
@@ -95,8 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("mode", choices=sorted(MODES))
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--bootstrap", help="use this broker instead of starting one")
-    parser.add_argument("--only", default="drain,latency,scale",
-                        help="comma-separated subset of drain,latency,scale")
+    parser.add_argument("--only", default="core,drain,latency,scale",
+                        help="comma-separated subset of core,drain,latency,scale")
     parser.add_argument("--profile", action="store_true",
                         help="also drain once more with meterstream under py-spy")
     parser.add_argument("--workdir", type=Path, default=ROOT / "benchmarks" / "scratch" / "run")
@@ -111,7 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    drain_timeout_s=max(mode.drain_timeout_s,
                                                        args.drain_events / 500))
     parts = {p.strip() for p in args.only.split(",") if p.strip()}
-    unknown = parts - {"drain", "latency", "scale"}
+    unknown = parts - {"core", "drain", "latency", "scale"}
     if unknown:
         parser.error(f"unknown --only parts: {sorted(unknown)}")
     workdir = args.workdir.resolve() / time.strftime("%Y%m%d-%H%M%S")
@@ -122,18 +132,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     began = time.monotonic()
     try:
-        if args.bootstrap:
+        if "core" in parts:  # no broker: it is the core alone
+            _run_core(mode, workdir, results)
+        broker_parts = parts - {"core"}
+        if broker_parts and args.bootstrap:
             results["broker"] = {"bootstrap": args.bootstrap, "started_here": False}
-            asyncio.run(_run(args.bootstrap, mode, parts, workdir, args.profile, results))
-        else:
+            asyncio.run(_run(args.bootstrap, mode, broker_parts, workdir, args.profile,
+                             results))
+        elif broker_parts:
             from streams.testing.kafka_local import KafkaLocal
 
             with KafkaLocal(workdir / "kafka", quick_jit=False) as kafka:
                 results["broker"] = {"started_here": True, "version": kafka.version,
                                      "startup_s": kafka.startup_s, "quick_jit": False}
                 _log(f"broker {kafka.version} up at {kafka.bootstrap_servers}")
-                asyncio.run(_run(kafka.bootstrap_servers, mode, parts, workdir, args.profile,
-                                 results))
+                asyncio.run(_run(kafka.bootstrap_servers, mode, broker_parts, workdir,
+                                 args.profile, results))
     finally:
         results["elapsed_s"] = round(time.monotonic() - began, 1)
         results["loadavg_at_end"] = list(os.getloadavg())

@@ -22,13 +22,30 @@ from decimal import (
     Rounded,
 )
 
-__all__ = ["EXACT", "format_decimal", "parse_decimal", "significant_digits"]
+__all__ = [
+    "EXACT",
+    "VALUE_SCALE",
+    "format_decimal",
+    "from_units",
+    "parse_decimal",
+    "significant_digits",
+    "text_units",
+    "to_units",
+    "units_ceiling",
+    "units_text",
+]
 
 EXACT = Context(
     prec=200,
     traps=[Inexact, Rounded, InvalidOperation, Overflow, DivisionByZero],
 )
 """The one arithmetic context: a result that is not exact raises, it never rounds."""
+
+VALUE_SCALE = 62
+"""Decimal places of the integer units the aggregator sums event values in: a quantity
+``q`` is held as the int ``q * 10**62``. A valid event value has at most 64 characters
+(``"0."`` and 62 digits at most), so every valid value is a whole number of these units,
+and sums, maxima and products with prices stay exact in Python's unbounded ints."""
 
 _PLAIN = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?", re.ASCII)
 
@@ -89,3 +106,58 @@ def significant_digits(d: Decimal) -> int:
     exponent_int = int(exponent) + (len(digits) - n)
     # A non-negative exponent means trailing zeros of the integer part: they count.
     return n + exponent_int if exponent_int > 0 else n
+
+
+def to_units(d: Decimal, scale: int) -> int:
+    """``d * 10**scale`` as an int; :class:`ValueError` if that is not a whole number."""
+    scaled = d.scaleb(scale, EXACT)
+    units = int(scaled)
+    if units != scaled:
+        raise ValueError(f"{d} has more than {scale} decimal places")
+    return units
+
+
+def from_units(units: int, scale: int) -> Decimal:
+    """The exact Decimal ``units * 10**-scale``."""
+    return Decimal(units).scaleb(-scale, EXACT)
+
+
+def units_ceiling(d: Decimal, scale: int) -> int:
+    """The least int ``u`` with ``u * 10**-scale >= d`` (exact, for any finite ``d``)."""
+    scaled = d.scaleb(scale, EXACT)
+    units = int(scaled)  # truncates toward zero
+    return units + 1 if units < scaled else units
+
+
+_SHORT_SCALE = 9
+_SHORTEN = {scale: 10 ** (scale - _SHORT_SCALE) for scale in range(_SHORT_SCALE + 1, 128)}
+
+
+def units_text(units: int, scale: int) -> str:
+    """``format_decimal(from_units(units, scale))``, straight from the int."""
+    if not units:
+        return "0"
+    if scale > _SHORT_SCALE:
+        # Most amounts have few decimals: format the much smaller int at scale 9 then.
+        shorten = _SHORTEN.get(scale) or 10 ** (scale - _SHORT_SCALE)
+        head, rest = divmod(units, shorten)
+        if not rest:
+            units, scale = head, _SHORT_SCALE
+    sign = "-" if units < 0 else ""
+    digits = str(-units if sign else units)
+    if scale <= 0:
+        return sign + digits + "0" * -scale
+    if len(digits) <= scale:
+        digits = digits.rjust(scale + 1, "0")
+    whole, fraction = digits[:-scale], digits[-scale:].rstrip("0")
+    return f"{sign}{whole}.{fraction}" if fraction else sign + whole
+
+
+def text_units(text: str, scale: int) -> int:
+    """``to_units(Decimal(text), scale)``; plain notation (``units_text``) parses fast."""
+    whole, dot, fraction = text.partition(".")
+    if (whole.isdigit() and whole.isascii() and len(fraction) <= scale
+            and (not dot or (fraction.isdigit() and fraction.isascii()))):
+        pow10: int = 10 ** (scale - len(fraction))
+        return int(whole + fraction) * pow10
+    return to_units(Decimal(text), scale)

@@ -4,19 +4,21 @@ All of one partition's state lives in ONE key-value table, so all of it shares o
 changelog partition. Keys (text, ``|``-separated; customer ids are length-prefixed so any
 character is safe):
 
-==========================  ==============================================================
-``P|{p}``                   PartitionRec: stream time, applied offset, open window starts,
-                            expiry times, pending corrections. Written after every other
-                            record of a batch; only expiry deletions follow it.
-``W|{cust}|{meter}|{ws}``   WindowRec: one (customer, meter, window) total
-``S|{cust}|{period}``       SpendRec: one customer's period totals, spend, fired alerts
-``D|{p}|{hour}|{cust}|{id}`` dedup mark: the position that first had event ``id`` (of one
-                            event-time hour); an hour's marks share a key prefix, so
-                            they expire by a prefix scan, with no index to rewrite
-``I|{p}|{ws}|{cust}|{meter}`` window index: one entry per (customer, meter) of window ``ws``
-``X|{p}|{t}|{key}``         expiry index: one entry per key to delete once stream time
-                            passes ``t``
-==========================  ==============================================================
+================================  ==========================================================
+``P|{p}``                         PartitionRec: stream time, applied offset, open window
+                                  starts, window starts and expiry times holding state,
+                                  pending corrections. Written after every other record of
+                                  a batch; only deletions follow it.
+``W|{p}|{ws}|{cust}|{meter}``     WindowRec: one (customer, meter, window) total. The
+                                  windows of one start share a key prefix: closing and
+                                  expiring a window start is a prefix scan, with no index
+``S|{cust}|{period}``             SpendRec: one customer's period totals, spend, fired alerts
+``D|{p}|{hour}|{cust}|{id}``      dedup mark: the position that first had event ``id`` (of
+                                  one event-time hour); an hour's marks share a key prefix,
+                                  so they expire by a prefix scan, with no index to rewrite
+``X|{p}|{t}|{key}``               expiry index: one entry per spend record, deleted with it
+                                  once stream time passes ``t``
+================================  ==========================================================
 
 A *position* is ``offset * POS_SCALE + index`` (the index of an event inside a packed
 record), so every event of a partition has a unique, ordered position. Each record that
@@ -31,6 +33,8 @@ from decimal import Decimal
 
 import orjson
 
+from streams.core.money import VALUE_SCALE, text_units, units_text
+
 __all__ = [
     "POS_SCALE",
     "PartitionRec",
@@ -40,12 +44,10 @@ __all__ = [
     "dedup_prefix",
     "expiry_key",
     "expiry_prefix",
-    "index_key",
-    "index_prefix",
-    "parse_index_key",
     "partition_key",
     "spend_key",
     "window_key",
+    "window_prefix",
 ]
 
 POS_SCALE = 16_384  # > MAX_PACKED_EVENTS
@@ -57,8 +59,12 @@ def partition_key(p: int) -> str:
     return f"P|{p}"
 
 
-def window_key(customer: str, meter: str, ws: int) -> str:
-    return f"W|{_c(customer)}|{meter}|{ws}"
+def window_prefix(p: int, ws: int) -> str:
+    return f"W|{p}|{ws}|"
+
+
+def window_key(p: int, ws: int, customer: str, meter: str) -> str:
+    return f"W|{p}|{ws}|{_c(customer)}|{meter}"
 
 
 def spend_key(customer: str, period: str) -> str:
@@ -76,26 +82,8 @@ def dedup_key(p: int, hour_ms: int, customer: str, event_id: str) -> str:
     return f"D|{p}|{hour_ms}|{_c(customer)}|{event_id}"
 
 
-# The window and expiry indexes hold one key per entry, found by a prefix scan: an entry
-# is written once and never rewritten. (Lists per window and shard were rewritten whole
-# whenever an entry joined, so a window with many customers cost O(customers) per batch.)
-
-
-def index_prefix(p: int, ws: int) -> str:
-    return f"I|{p}|{ws}|"
-
-
-def index_key(p: int, ws: int, customer: str, meter: str) -> str:
-    return f"I|{p}|{ws}|{_c(customer)}|{meter}"
-
-
-def parse_index_key(key: str, prefix: str) -> tuple[str, str]:
-    """(customer, meter) of an index key under ``prefix``."""
-    rest = key[len(prefix):]
-    colon = rest.index(":")
-    n = int(rest[:colon])
-    customer = rest[colon + 1 : colon + 1 + n]
-    return customer, rest[colon + 2 + n :]
+# The expiry index holds one key per entry, found by a prefix scan: an entry is written
+# once and never rewritten. (Lists per shard were rewritten whole whenever an entry joined.)
 
 
 def expiry_prefix(p: int, t: int) -> str:
@@ -110,34 +98,39 @@ def expiry_key(p: int, t: int, key: str) -> str:
 class WindowRec:
     """One (customer, meter, window).
 
-    value: the window's billed quantity (sum, count or max), exact.
-    applied: highest event position included in ``value``.
+    value_units: the window's billed quantity (sum, count or max) in units of
+        ``10**-VALUE_SCALE`` (exact; see streams.core.money). Encoded as a decimal string.
+    applied: highest event position included in ``value_units``.
     closed: the watermark has passed the window's end.
-    emitted_seq / emitted_value: the last summary sent (-1: none yet).
-    pending: a late event changed ``value`` after the last summary; a correction is due.
+    emitted_seq / emitted_units: the last summary sent (-1: none yet), its total in units.
+    pending: a late event changed the value after the last summary; a correction is due.
     """
 
     customer: str
     meter: str
     ws: int
-    value: Decimal = Decimal(0)
+    value_units: int = 0
     count: int = 0
     applied: int = -1
     closed: bool = False
     emitted_seq: int = -1
-    emitted_value: Decimal = Decimal(0)
+    emitted_units: int = 0
     pending: bool = False
 
     def encode(self) -> bytes:
+        value = units_text(self.value_units, VALUE_SCALE) if self.value_units else "0"
+        emitted = (value if self.emitted_units == self.value_units
+                   else units_text(self.emitted_units, VALUE_SCALE))
         return orjson.dumps(
-            [self.customer, self.meter, self.ws, str(self.value), self.count, self.applied,
-             self.closed, self.emitted_seq, str(self.emitted_value), self.pending]
+            [self.customer, self.meter, self.ws, value, self.count, self.applied,
+             self.closed, self.emitted_seq, emitted, self.pending]
         )
 
     @classmethod
     def decode(cls, raw: bytes) -> WindowRec:
         c, m, ws, v, n, a, closed, seq, ev, pending = orjson.loads(raw)
-        return cls(c, m, ws, Decimal(v), n, a, closed, seq, Decimal(ev), pending)
+        return cls(c, m, ws, text_units(v, VALUE_SCALE), n, a, closed, seq,
+                   text_units(ev, VALUE_SCALE), pending)
 
 
 @dataclass(slots=True)
@@ -174,6 +167,9 @@ class PartitionRec:
         the watermark is ``stream_ms - grace``.
     applied: highest source offset fully processed (every record up to it is in the state).
     open_ws: starts of windows with at least one open (unclosed) window record, sorted.
+    window_starts: starts of windows with window records, sorted; a start's records are
+        deleted once the watermark passes its end plus the 35-day horizon plus grace.
+    window_deleting: window starts whose records are being deleted, as ``deleting``.
     expiries: times at which expiry index entries fall due, sorted.
     pending: window keys with a correction due, in the order they became due.
     deleting: expiry times whose deletions follow this record in the changelog; the next
@@ -190,15 +186,18 @@ class PartitionRec:
     deleting: list[int] = field(default_factory=list)
     dedup_hours: list[int] = field(default_factory=list)
     dedup_deleting: list[int] = field(default_factory=list)
+    window_starts: list[int] = field(default_factory=list)
+    window_deleting: list[int] = field(default_factory=list)
 
     def encode(self) -> bytes:
         return orjson.dumps(
             {"s": self.stream_ms, "a": self.applied, "o": self.open_ws, "e": self.expiries,
              "p": self.pending, "d": self.deleting, "h": self.dedup_hours,
-             "hd": self.dedup_deleting}
+             "hd": self.dedup_deleting, "w": self.window_starts, "wd": self.window_deleting}
         )
 
     @classmethod
     def decode(cls, raw: bytes) -> PartitionRec:
         d = orjson.loads(raw)
-        return cls(d["s"], d["a"], d["o"], d["e"], d["p"], d["d"], d["h"], d["hd"])
+        return cls(d["s"], d["a"], d["o"], d["e"], d["p"], d["d"], d["h"], d["hd"], d["w"],
+                   d["wd"])

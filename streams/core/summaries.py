@@ -37,13 +37,16 @@ def summary_dict(
     window_start_ms: int,
     window_ms: int,
     seq: int,
-    total: Decimal,
-    delta: Decimal,
+    total: Decimal | str,
+    delta: Decimal | str,
     event_count: int,
     period: str,
     emitted_at_ms: int,
 ) -> dict[str, object]:
-    """A meter summary v1 (schemas/meter_summary.v1.json)."""
+    """A meter summary v1 (schemas/meter_summary.v1.json).
+
+    ``total`` and ``delta`` are Decimals, or already in wire form (``format_decimal``).
+    """
     return {
         "schema": "meter_summary.v1",
         "id": summary_id(customer, meter, window_start_ms, seq),
@@ -54,8 +57,8 @@ def summary_dict(
         "window_end_ms": window_start_ms + window_ms,
         "seq": seq,
         "kind": "final" if seq == 0 else "correction",
-        "total": format_decimal(total),
-        "delta": format_decimal(delta),
+        "total": total if isinstance(total, str) else format_decimal(total),
+        "delta": delta if isinstance(delta, str) else format_decimal(delta),
         "event_count": event_count,
         "period": period,
         "emitted_at_ms": emitted_at_ms,

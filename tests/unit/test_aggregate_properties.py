@@ -251,3 +251,28 @@ def test_all_state_expires_and_dedup_marks_expire_after_the_horizon(
     store.apply(agg.process(0, [SourceRecord(len(records) + 1, nxt, None, None, tick_ms=nxt)],
                             store, now_ms=nxt).writes)
     assert sorted(store.data) == ["P|0"], store.data
+
+
+def test_packed_dead_letters_keep_each_event_as_encode_event_writes_it() -> None:
+    """A refused event of a packed record is dead-lettered as its own wire dict, whether it
+    took the decoder's fast path (no attributes) or not."""
+    from streams.core.events import UsageEvent, encode_event, validate_event
+
+    ts = T0 + 1000
+    elements = [
+        {"id": "a", "customer": "acme", "meter": "disk", "value": "1.50", "timestamp": ts},
+        {"id": "b", "customer": "acme", "meter": "cpu", "value": 7, "timestamp": ts + 10**9},
+        {"id": "c", "customer": "acme", "meter": "disk", "value": "0.0042", "timestamp": ts,
+         "attributes": {"region": "eu"}},
+        {"id": "d", "customer": "acme", "meter": "cpu", "value": "2",
+         "timestamp": "2026-09-01T12:00:00.5+01:00"},
+    ]
+    rec = SourceRecord(0, ts, "acme", orjson.dumps(elements))
+    res = Aggregator(CONFIG).process(0, [rec], MemoryState(), now_ms=ts)
+    assert [(d.reason, d.index) for d in res.dead_letters] == [
+        ("unknown_meter", 0), ("in_future", 1), ("unknown_meter", 2), ("too_old", 3)]
+    for d in res.dead_letters:
+        assert d.index is not None
+        ev = validate_event(elements[d.index], "acme")
+        assert isinstance(ev, UsageEvent)
+        assert d.original == orjson.dumps(encode_event(ev))

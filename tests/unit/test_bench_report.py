@@ -69,3 +69,29 @@ def test_helpers() -> None:
     assert percentile([3.0, 1.0, 2.0, 4.0], 0.5) == 2.0
     assert percentile([float(i) for i in range(1, 101)], 0.99) == 99.0
     assert percentile([], 0.5) is None
+
+
+def test_core_section_goals_and_plot(tmp_path: Path) -> None:
+    from benchmarks.core_bench import CoreRun
+    from benchmarks.core_bench import summarize as core_summary
+
+    def run(contender: str, pack: int, rate: float, ok: bool = True) -> CoreRun:
+        return CoreRun(contender, pack, 0, 1000, 1000, 1, ok, rate, rate, rate, 1.0)
+
+    summary = core_summary([
+        run("decode_sum", 1, 400_000.0), run("core_rocksdict", 1, 100_000.0),
+        run("core_memory", 1, 120_000.0), run("decode_sum", 50, 600_000.0),
+        run("core_rocksdict", 50, 150_000.0, ok=False),
+    ])
+    results: dict[str, object] = {"mode": "quick", "machine": {"cpus": 2},
+                                  "core": {"summary": summary, "runs": [], "workloads": []}}
+    by_goal = {g["goal"]: g for g in goals(results)}
+    assert by_goal["core_vs_decode_sum_single"]["measured"] == pytest.approx(0.25)
+    assert by_goal["core_vs_decode_sum_single"]["met"] is True
+    # 0.25 < 0.3, and its totals were wrong: not met either way
+    assert by_goal["core_vs_decode_sum_packed"]["met"] is False
+    assert "events_per_s_per_process" not in by_goal  # no drain in this run
+    results["goals"] = goals(results)
+    assert "| single | core_rocksdict | 100,000 | 0.250 |" in markdown(results)
+    write(results, tmp_path)
+    assert (tmp_path / "core.png").exists()

@@ -1,0 +1,284 @@
+"""Core throughput: the drain workloads fed straight to ``Aggregator.process``, no Kafka.
+
+The same clean workloads as the drain benchmark (``common.DrainWorkload``: Zipf customers,
+four meters, single and packed records, one closer record per partition) are split into
+the 4 partitions by key, then into batches of about ``batch_events`` events per partition,
+the way the worker's data plane hands them to the core. Contenders, one after another in
+one process:
+
+* ``decode_sum``: ``orjson.loads`` per record plus a dict sum per (customer, meter,
+  window) in integer thousandths: the floor any Python core stands on;
+* ``core_rocksdict``: ``Aggregator.process`` per batch against a real rocksdict ``Rdict``
+  per partition (raw mode, as Faust opens it), read through a view of the runtime's shape
+  (``get``, ``get_many``, ``keys_with_prefix``); each batch's writes are applied with one
+  ``WriteBatch`` before the next batch;
+* ``core_memory``: the same against ``MemoryState`` (a dict).
+
+``events_per_s`` counts the CPU time (``time.process_time``) inside ``process`` only;
+``events_per_s_with_writes`` adds applying the writes to the store; ``events_per_s_wall``
+is the same as ``events_per_s`` by the wall clock. CPU time is the headline because the
+machine is shared: five agents on two cores move wall-clock figures by half between
+back-to-back runs, while CPU time moves far less, and the ratio to ``decode_sum`` (also in
+CPU time, same run) is what the goals read. Every core run checks that its summaries add
+up to the ground truth for every (customer, meter), so a fast wrong core does not count.
+The workload is built before the clock starts and frozen out of the garbage collector's
+reach (``gc.freeze``): a worker never holds 50,000 records at once, and a full collection
+traversing them would be charged to whichever contender happened to trigger it.
+"""
+
+from __future__ import annotations
+
+import gc
+import shutil
+import statistics
+import time
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from benchmarks.common import CLOSER_PREFIX, GRACE_S, PARTITIONS, WINDOW_S, DrainWorkload
+from streams.core.aggregate import Aggregator, CoreConfig, SourceRecord
+from streams.core.pricing import MeterRule
+from streams.loadgen import DEFAULT_METERS
+from streams.testing.memory_state import MemoryState
+
+CONTENDERS = ("decode_sum", "core_rocksdict", "core_memory")
+
+
+@dataclass
+class CoreParams:
+    events: int
+    customers: int
+    packs: list[int]
+    span_s: int = 600
+    repeats: int = 1
+    batch_events: int = 5_000
+    contenders: tuple[str, ...] = CONTENDERS
+
+
+@dataclass
+class CoreRun:
+    contender: str
+    pack: int
+    repeat: int
+    events: int
+    records: int
+    batches: int
+    ok: bool
+    events_per_s: float
+    events_per_s_with_writes: float | None
+    events_per_s_wall: float
+    process_s: float
+    writes: int | None = None
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class RdictView:
+    """One partition's rocksdict database as the runtime's read view reads it."""
+
+    __slots__ = ("_db",)
+
+    def __init__(self, db: Any) -> None:
+        self._db = db
+
+    def get(self, key: str) -> bytes | None:
+        value: bytes | None = self._db.get(key.encode())
+        return value
+
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        values: list[bytes | None] = self._db.get([k.encode() for k in keys])
+        return values
+
+    def keys_with_prefix(self, prefix: str) -> Iterator[str]:
+        start = prefix.encode()
+        for key in self._db.keys(from_key=start):
+            if not key.startswith(start):
+                return
+            yield key.decode()
+
+
+def _rdict_apply(db: Any) -> Callable[[list[tuple[str, bytes | None]]], None]:
+    from rocksdict import WriteBatch
+
+    def apply(writes: list[tuple[str, bytes | None]]) -> None:
+        batch = WriteBatch(raw_mode=True)
+        for key, value in writes:
+            if value is None:
+                batch.delete(key.encode())
+            else:
+                batch.put(key.encode(), value)
+        db.write(batch)
+
+    return apply
+
+
+def core_config() -> CoreConfig:
+    """The drain benchmark's worker settings, as the core sees them."""
+    return CoreConfig(
+        meters={m: MeterRule(m, agg, price) for m, agg, _max, price in DEFAULT_METERS},
+        window_ms=WINDOW_S * 1000, grace_ms=GRACE_S * 1000,
+    )
+
+
+def partition_batches(wl: DrainWorkload, batch_events: int) -> dict[int, list[list[SourceRecord]]]:
+    """Records split by key into partitions (closers where they belong), then into
+    batches of about ``batch_events`` events, in offset order."""
+    produced_ms = wl.end_ms + 240_000  # when the drain benchmark produces them
+    per: dict[int, list[tuple[bytes, bytes]]] = {p: [] for p in range(PARTITIONS)}
+    for key, value in wl.records:
+        per[zlib.crc32(key) % PARTITIONS].append((key, value))
+    for p, key, value in wl.closers:
+        per[p].append((key, value))
+    out: dict[int, list[list[SourceRecord]]] = {}
+    for p, recs in per.items():
+        batches: list[list[SourceRecord]] = [[]]
+        n = 0
+        for offset, (key, value) in enumerate(recs):
+            count = value.count(b'"id"')
+            if n and n + count > batch_events:
+                batches.append([])
+                n = 0
+            batches[-1].append(SourceRecord(offset, produced_ms, key.decode(), value))
+            n += count
+        out[p] = batches
+    return out
+
+
+def decode_sum(batches: dict[int, list[list[SourceRecord]]],
+               window_ms: int) -> tuple[float, float]:
+    """Seconds (CPU, wall) to decode every record and sum per (customer, meter, window)."""
+    loads = orjson.loads
+    values = [r.value for bs in batches.values() for b in bs for r in b if r.value]
+    began, began_wall = time.process_time(), time.perf_counter()
+    sums: dict[tuple[str, str, int], int] = {}
+    for value in values:
+        obj = loads(value)
+        for ev in obj if type(obj) is list else (obj,):
+            whole, _, frac = ev["value"].partition(".")
+            ts = ev["timestamp"]
+            k = (ev["customer"], ev["meter"], ts - ts % window_ms)
+            sums[k] = sums.get(k, 0) + int(whole) * 1000 + int((frac + "000")[:3])
+    return time.process_time() - began, time.perf_counter() - began_wall
+
+
+def _core_run(contender: str, wl: DrainWorkload, batches: dict[int, list[list[SourceRecord]]],
+              workdir: Path, repeat: int) -> CoreRun:
+    agg = Aggregator(core_config())
+    now_ms = wl.end_ms + 240_000
+    stores: dict[int, Any] = {}
+    applies: dict[int, Callable[[list[tuple[str, bytes | None]]], None]] = {}
+    dbs: list[Any] = []
+    if contender == "core_rocksdict":
+        from rocksdict import Options, Rdict
+
+        for p in batches:
+            path = workdir / f"rdict-p{wl.pack}-r{repeat}-{p}"
+            shutil.rmtree(path, ignore_errors=True)
+            db = Rdict(str(path), Options(raw_mode=True))
+            dbs.append(db)
+            stores[p], applies[p] = RdictView(db), _rdict_apply(db)
+    else:
+        for p in batches:
+            mem = MemoryState()
+            stores[p], applies[p] = mem, mem.apply
+    process_s = apply_s = wall_s = 0.0
+    writes = 0
+    totals: dict[str, int] = {}
+    n_batches = 0
+    try:
+        # Round-robin over partitions, as a worker owning all four would see them.
+        longest = max(len(bs) for bs in batches.values())
+        for i in range(longest):
+            for p, bs in batches.items():
+                if i >= len(bs):
+                    continue
+                w0, t0 = time.perf_counter(), time.process_time()
+                res = agg.process(p, bs[i], stores[p], now_ms=now_ms)
+                t1, w1 = time.process_time(), time.perf_counter()
+                applies[p](res.writes)
+                apply_s += time.process_time() - t1
+                process_s += t1 - t0
+                wall_s += w1 - w0
+                writes += len(res.writes)
+                n_batches += 1
+                for s in res.summaries:
+                    if s["customer"].startswith(CLOSER_PREFIX):
+                        continue
+                    k = f"{s['customer']}|{s['meter']}"
+                    totals[k] = totals.get(k, 0) + int(Decimal(s["delta"]) * 1000)
+    finally:
+        for db in dbs:
+            db.close()
+    ok = totals == wl.truth_doc()["totals_milli"]
+    n = wl.truth.events_sent
+    return CoreRun(contender, wl.pack, repeat, n, wl.truth.records, n_batches, ok,
+                   n / process_s, n / (process_s + apply_s), n / wall_s, round(process_s, 4),
+                   writes,
+                   note="" if ok else "summaries do not add up to the ground truth")
+
+
+def run_core(workdir: Path, params: CoreParams, log: Any = print) -> dict[str, Any]:
+    workdir.mkdir(parents=True, exist_ok=True)
+    runs: list[CoreRun] = []
+    workloads: list[dict[str, Any]] = []
+    for pack in params.packs:
+        wl = DrainWorkload(events=params.events, customers=params.customers, pack=pack,
+                           span_s=params.span_s)
+        wl.build()
+        batches = partition_batches(wl, params.batch_events)
+        # The whole workload stays in memory for the run, which a worker never holds: keep
+        # the collector from traversing it in every full collection (as a worker that
+        # freezes its start-up objects would not traverse those).
+        gc.collect()
+        gc.freeze()
+        workloads.append({"pack": pack, "events": wl.truth.events_sent,
+                          "records": wl.truth.records, "customers": params.customers,
+                          "span_s": params.span_s, "batch_events": params.batch_events,
+                          "batches": sum(len(b) for b in batches.values())})
+        for repeat in range(params.repeats):
+            for contender in params.contenders:
+                if contender == "decode_sum":
+                    seconds, wall = decode_sum(batches, WINDOW_S * 1000)
+                    n = wl.truth.events_sent
+                    run = CoreRun(contender, pack, repeat, n, wl.truth.records, 0, True,
+                                  n / seconds, None, n / wall, round(seconds, 4))
+                else:
+                    run = _core_run(contender, wl, batches, workdir, repeat)
+                runs.append(run)
+                log(f"core: pack={pack} {contender} r{repeat}: {run.events_per_s:,.0f} events/s"
+                    f"{'' if run.ok else ' (WRONG: ' + run.note + ')'}")
+        gc.unfreeze()
+    return {"params": asdict(params), "workloads": workloads,
+            "runs": [asdict(r) for r in runs], "summary": summarize(runs)}
+
+
+def summarize(runs: list[CoreRun]) -> list[dict[str, Any]]:
+    """Median per (pack, contender) over repeats, and the ratio to decode_sum."""
+    out: list[dict[str, Any]] = []
+    for pack in sorted({r.pack for r in runs}):
+        rows = []
+        for c in CONTENDERS:
+            sel = [r for r in runs if r.pack == pack and r.contender == c]
+            if not sel:
+                continue
+            with_writes = [r.events_per_s_with_writes for r in sel if r.events_per_s_with_writes]
+            rows.append({"pack": pack, "contender": c,
+                         "events_per_s": statistics.median(r.events_per_s for r in sel),
+                         "events_per_s_wall": statistics.median(r.events_per_s_wall for r in sel),
+                         "events_per_s_with_writes":
+                             statistics.median(with_writes) if with_writes else None,
+                         "correct": all(r.ok for r in sel), "runs": len(sel)})
+        floor = next((r for r in rows if r["contender"] == "decode_sum"), None)
+        for row in rows:
+            row["ratio_to_decode_sum"] = (row["events_per_s"] / floor["events_per_s"]
+                                          if floor else None)
+            row["ratio_to_decode_sum_wall"] = (row["events_per_s_wall"]
+                                               / floor["events_per_s_wall"] if floor else None)
+        out += rows
+    return out

@@ -1,0 +1,394 @@
+"""The domain steps of one batch that are not per event: windows and spend records
+entering the batch, threshold crossings, and what stream time triggers (closing windows,
+flushing corrections, expiring state and dedup marks).
+
+The per-event loop lives in streams.core.aggregate; it calls in here only on a first
+touch of a key in the batch, on a threshold crossing, and when stream time reaches
+:attr:`BatchSteps.trigger_ms`, the earliest stream time at which any of the time-driven
+steps has work. Between triggers, moving stream time forward changes nothing but the
+number, which is what lets the loop stay small.
+
+Money is exact and integer between the edges: window quantities in units of
+``10**-VALUE_SCALE``, spend in units of ``10**-spend_scale`` (``VALUE_SCALE`` plus the
+most decimal places of any configured price). ``Decimal`` appears only where a record,
+summary or alert is written.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable
+from decimal import Decimal
+from typing import TYPE_CHECKING
+
+from streams.core.cache import BatchCache, Kind
+from streams.core.money import EXACT, VALUE_SCALE, units_ceiling, units_text
+from streams.core.pricing import CustomerTerms, Threshold, thresholds_for
+from streams.core.state import (
+    PartitionRec,
+    SpendRec,
+    WindowRec,
+    dedup_prefix,
+    expiry_key,
+    expiry_prefix,
+    partition_key,
+    spend_key,
+    window_key,
+    window_prefix,
+)
+from streams.core.summaries import alert_dict, summary_dict
+from streams.core.windows import HOUR_MS, period_bounds_ms, period_of
+
+if TYPE_CHECKING:
+    from streams.core.aggregate import BatchResult, CoreConfig
+
+__all__ = ["NEVER", "BatchSteps", "SpendAcc"]
+
+NEVER = 1 << 4096  # an int above any time or amount: "no trigger", "no threshold left"
+_THRESHOLD_MEMO = 4096  # distinct customer terms whose thresholds are remembered
+
+
+def _dec(units: int, scale: int) -> Decimal:
+    """The exact, normalized Decimal of ``units * 10**-scale``."""
+    return Decimal(units_text(units, scale))
+
+
+class SpendAcc:
+    """One (customer, period) in this batch: its record and what the batch added since
+    the record was last brought up to date (``units`` of spend, ``qty`` per meter)."""
+
+    __slots__ = ("guard", "key", "last_ms", "last_pos", "need", "qty", "rec", "thresholds",
+                 "units")
+
+    def __init__(self, key: str, rec: SpendRec, thresholds: tuple[Threshold, ...],
+                 meters: int) -> None:
+        self.key = key
+        self.rec = rec
+        # Events at or below the record's applied position are in it already (a replay
+        # after a crash that kept the spend record but not the windows).
+        self.guard = rec.applied
+        self.thresholds = thresholds
+        self.units = 0
+        self.qty: list[int | None] = [None] * meters
+        self.last_pos = -1
+        self.last_ms = 0
+        self.need = NEVER
+
+
+class BatchSteps:
+    """State of one batch shared by the event loop and the steps."""
+
+    def __init__(self, cfg: CoreConfig, meter_names: tuple[str, ...], spend_scale: int,
+                 p: int, cache: BatchCache, now_ms: int,
+                 terms: Callable[[str], CustomerTerms | None], out: BatchResult,
+                 thresholds_by_terms: dict[CustomerTerms | None, tuple[Threshold, ...]]
+                 ) -> None:
+        self.cfg = cfg
+        self.meter_names = meter_names
+        self.spend_scale = spend_scale
+        self.p = p
+        self.cache = cache
+        self.now_ms = now_ms
+        self.terms = terms
+        self.out = out
+        raw = cache.store.get(partition_key(p))
+        self.part = PartitionRec.decode(raw) if raw else PartitionRec()
+        self.pending: dict[str, None] = dict.fromkeys(self.part.pending)
+        self.dedup_hours = set(self.part.dedup_hours)
+        self.thresholds: dict[str, tuple[Threshold, ...]] = {}
+        # thresholds_for is a pure function of the terms: the aggregator keeps its results
+        # across batches (bounded), most customers sharing the default terms (None).
+        self.thresholds_by_terms = thresholds_by_terms
+        self.periods: dict[int, tuple[str, int]] = {}
+        # First touches in this batch: (customer, meter, ws) -> (window, spend, key).
+        self.windows: dict[tuple[str, str, int], tuple[WindowRec, SpendAcc, str]] = {}
+        self.spends: dict[tuple[str, str], SpendAcc] = {}
+        self.trigger_ms = NEVER
+        # A window start's records are deleted once the watermark passes this after it.
+        self.window_span_ms = cfg.window_ms + cfg.max_age_ms + cfg.grace_ms
+        # Redo the deletions the previous batch started: a crash may have cut them off.
+        redo, self.part.deleting = self.part.deleting, []
+        for t in redo:
+            self.expire(t, record=False)
+        redo_hours, self.part.dedup_deleting = self.part.dedup_deleting, []
+        for hour in redo_hours:
+            self.expire_dedup(hour, record=False)
+        redo_starts, self.part.window_deleting = self.part.window_deleting, []
+        for ws in redo_starts:
+            self.expire_windows(ws, record=False)
+        self.retrigger()
+
+    # -- first touches --------------------------------------------------------------------
+
+    def period(self, ws: int) -> tuple[str, int]:
+        """The billing period of window ``ws`` and when its spend records expire.
+
+        A window never straddles two periods: windows divide a day and are UTC-aligned.
+        """
+        try:
+            return self.periods[ws]
+        except KeyError:
+            cfg = self.cfg
+            period = period_of(ws)
+            expiry = period_bounds_ms(period)[1] + cfg.max_age_ms + cfg.grace_ms + cfg.window_ms
+            self.periods[ws] = (period, expiry)
+            return period, expiry
+
+    def _expire_at(self, t: int) -> None:
+        expiries = self.part.expiries
+        i = bisect.bisect_left(expiries, t)
+        if i == len(expiries) or expiries[i] != t:
+            expiries.insert(i, t)
+            if t + self.cfg.grace_ms < self.trigger_ms:
+                self.retrigger()
+
+    def touch_window(self, customer: str, meter: str, ws: int
+                     ) -> tuple[WindowRec, SpendAcc, str]:
+        """Bring window (customer, meter, ws) into the batch (first touch).
+
+        The partition record's lists are repaired on every batch that touches the window
+        (a crash may have kept the window record but lost the partition record).
+        """
+        cfg, cache, part = self.cfg, self.cache, self.part
+        wkey = window_key(self.p, ws, customer, meter)
+        w: WindowRec | None = cache.values.get(wkey)  # prefetched for the batch
+        if w is None and wkey not in cache.values:
+            w = cache.get(wkey, WindowRec.decode)
+        if w is None:
+            w = WindowRec(customer, meter, ws,
+                          closed=ws + cfg.window_ms <= part.stream_ms - cfg.grace_ms)
+        cache.put(wkey, Kind.WINDOW, w)
+        starts = part.window_starts
+        if not starts or starts[-1] != ws:
+            i = bisect.bisect_left(starts, ws)
+            if i == len(starts) or starts[i] != ws:
+                starts.insert(i, ws)
+                if ws + self.window_span_ms + cfg.grace_ms < self.trigger_ms:
+                    self.retrigger()
+        if not w.closed:
+            i = bisect.bisect_left(part.open_ws, ws)
+            if i == len(part.open_ws) or part.open_ws[i] != ws:
+                part.open_ws.insert(i, ws)
+                if ws + cfg.window_ms + cfg.grace_ms < self.trigger_ms:
+                    self.retrigger()
+        entry = (w, self.touch_spend(customer, ws), wkey)
+        self.windows[(customer, meter, ws)] = entry
+        return entry
+
+    def touch_spend(self, customer: str, ws: int) -> SpendAcc:
+        period, expiry = self.period(ws)
+        names = (customer, period)
+        sa = self.spends.get(names)
+        if sa is not None:
+            return sa
+        skey = spend_key(customer, period)
+        s: SpendRec | None = self.cache.get(skey, SpendRec.decode)
+        if s is None:
+            s = SpendRec(customer, period)
+            self.cache.put(expiry_key(self.p, expiry, skey), Kind.EXPIRY, 1)
+        self._expire_at(expiry)
+        found = self.thresholds.get(customer)
+        if found is None:
+            terms = self.terms(customer)
+            found = self.thresholds_by_terms.get(terms)
+            if found is None:
+                if len(self.thresholds_by_terms) >= _THRESHOLD_MEMO:
+                    self.thresholds_by_terms.clear()
+                found = self.thresholds_by_terms[terms] = thresholds_for(
+                    terms, self.cfg.default_thresholds)
+            self.thresholds[customer] = found
+        sa = self.spends[names] = SpendAcc(skey, s, found, len(self.meter_names))
+        self._renew_need(sa)
+        return sa
+
+    def register_dedup_hour(self, hour: int) -> None:
+        self.dedup_hours.add(hour)
+        bisect.insort(self.part.dedup_hours, hour)
+        if hour + HOUR_MS + self.cfg.dedup_horizon_ms + self.cfg.grace_ms < self.trigger_ms:
+            self.retrigger()
+
+    # -- spend ------------------------------------------------------------------------------
+
+    def _renew_need(self, sa: SpendAcc) -> None:
+        """Spend units (since the record was brought up to date) that reach the lowest
+        threshold not yet fired; NEVER when none is left."""
+        fired = sa.rec.fired
+        for t in sa.thresholds:
+            if t.id not in fired:
+                sa.need = units_ceiling(EXACT.subtract(t.amount_minor, sa.rec.spend_minor),
+                                        self.spend_scale)
+                return
+        sa.need = NEVER
+
+    def cross(self, sa: SpendAcc, event_ms: int, event_id: str) -> None:
+        """The event that just brought ``sa`` to its next threshold: alert every threshold
+        at or below the spend now that has not fired (once per customer/period/threshold)."""
+        s = sa.rec
+        spend = EXACT.add(s.spend_minor, _dec(sa.units, self.spend_scale))
+        for t in sa.thresholds:
+            if spend < t.amount_minor:
+                break
+            if t.id not in s.fired:
+                s.fired.append(t.id)
+                self.out.alerts.append(alert_dict(
+                    customer=s.customer, period=s.period, threshold_id=t.id, kind=t.kind,
+                    amount_minor=t.amount_minor, percent=t.percent, currency=self.cfg.currency,
+                    spend_minor=spend, crossed_at_event_ms=event_ms, event_id=event_id,
+                    emitted_at_ms=self.now_ms,
+                ))
+        self.cache.put(sa.key, Kind.SPEND, s)
+        self._renew_need(sa)
+
+    def flush_spend(self) -> None:
+        """Bring every spend record up to date with what the batch added to it."""
+        names, scale = self.meter_names, self.spend_scale
+        for sa in self.spends.values():
+            if sa.last_pos < 0:
+                continue
+            s = sa.rec
+            s.spend_minor = EXACT.add(s.spend_minor, _dec(sa.units, scale))
+            for i, q in enumerate(sa.qty):
+                if q is not None:
+                    m = names[i]
+                    s.totals[m] = EXACT.add(s.totals.get(m, Decimal(0)), _dec(q, VALUE_SCALE))
+            s.applied = sa.last_pos
+            s.last_event_ms = max(s.last_event_ms, sa.last_ms)
+            sa.units, sa.qty, sa.last_pos = 0, [None] * len(names), -1
+            self.cache.put(sa.key, Kind.SPEND, s)
+            self._renew_need(sa)
+
+    # -- corrections and stream time ------------------------------------------------------
+
+    def mark_pending(self, wkey: str, w: WindowRec) -> None:
+        if not w.pending:
+            w.pending = True
+            self.cache.put(wkey, Kind.WINDOW, w)
+        was_empty = not self.pending
+        self.pending[wkey] = None
+        if was_empty:
+            self.retrigger()
+
+    def retrigger(self) -> None:
+        """Recompute :attr:`trigger_ms`: the stream time at which the watermark reaches
+        the first window end, the next window boundary while corrections are pending,
+        the first expiry or the first dedup hour past the horizon."""
+        cfg, part = self.cfg, self.part
+        at = NEVER
+        if part.open_ws:
+            at = part.open_ws[0] + cfg.window_ms
+        if self.pending:
+            wm = part.stream_ms - cfg.grace_ms
+            at = min(at, (wm // cfg.window_ms + 1) * cfg.window_ms)
+        if part.expiries:
+            at = min(at, part.expiries[0])
+        if part.dedup_hours:
+            at = min(at, part.dedup_hours[0] + HOUR_MS + cfg.dedup_horizon_ms)
+        if part.window_starts:
+            at = min(at, part.window_starts[0] + self.window_span_ms)
+        self.trigger_ms = at + cfg.grace_ms if at != NEVER else NEVER
+
+    def advance(self, stream_ms: int) -> None:
+        """Move stream time forward (never back)."""
+        part = self.part
+        if stream_ms > part.stream_ms:
+            before = part.stream_ms
+            part.stream_ms = stream_ms
+            if stream_ms >= self.trigger_ms:
+                self.run_due(before)
+
+    def run_due(self, before_ms: int) -> None:
+        """Stream time moved from ``before_ms`` to ``part.stream_ms`` past the trigger:
+        close windows, flush corrections, expire state, in this order."""
+        cfg, part = self.cfg, self.part
+        old_wm = before_ms - cfg.grace_ms
+        wm = part.stream_ms - cfg.grace_ms
+        while part.open_ws and part.open_ws[0] + cfg.window_ms <= wm:
+            self._close(part.open_ws.pop(0))
+        if wm // cfg.window_ms > old_wm // cfg.window_ms and self.pending:
+            self._flush_corrections()
+        while part.window_starts and part.window_starts[0] + self.window_span_ms <= wm:
+            self.expire_windows(part.window_starts.pop(0), record=True)
+        if part.expiries and part.expiries[0] <= wm:
+            self.flush_spend()  # spend records are what expires
+            while part.expiries and part.expiries[0] <= wm:
+                self.expire(part.expiries.pop(0), record=True)
+        horizon = HOUR_MS + cfg.dedup_horizon_ms
+        while part.dedup_hours and part.dedup_hours[0] + horizon <= wm:
+            hour = part.dedup_hours.pop(0)
+            self.dedup_hours.discard(hour)
+            self.expire_dedup(hour, record=True)
+        self.retrigger()
+
+    def _close(self, ws: int) -> None:
+        cache = self.cache
+        wkeys = cache.scan(window_prefix(self.p, ws), Kind.WINDOW)
+        cache.prefetch(wkeys, WindowRec.decode)
+        values = cache.values
+        for wkey in wkeys:
+            w: WindowRec | None = values[wkey]
+            if w is None or w.closed:
+                continue
+            w.closed = True
+            if w.emitted_seq < 0:
+                self._emit(w, 0, w.value_units)
+            cache.put(wkey, Kind.WINDOW, w)
+
+    def _flush_corrections(self) -> None:
+        self.cache.prefetch(self.pending, WindowRec.decode)
+        values = self.cache.values
+        for wkey in self.pending:
+            w: WindowRec | None = values[wkey]
+            if w is None:
+                continue
+            w.pending = False
+            if w.emitted_seq < 0:
+                self._emit(w, 0, w.value_units)
+            elif w.value_units != w.emitted_units:
+                self._emit(w, w.emitted_seq + 1, w.value_units - w.emitted_units)
+            self.cache.put(wkey, Kind.WINDOW, w)
+        self.pending.clear()
+
+    def _emit(self, w: WindowRec, seq: int, delta_units: int) -> None:
+        rule = self.cfg.meters[w.meter]
+        total = units_text(w.value_units, VALUE_SCALE)
+        self.out.summaries.append(summary_dict(
+            customer=w.customer, meter=w.meter, aggregation=rule.aggregation,
+            window_start_ms=w.ws, window_ms=self.cfg.window_ms, seq=seq, total=total,
+            delta=total if delta_units == w.value_units else units_text(delta_units,
+                                                                         VALUE_SCALE),
+            event_count=w.count, period=self.period(w.ws)[0], emitted_at_ms=self.now_ms,
+        ))
+        self.out.outcomes["summary:final" if seq == 0 else "summary:correction"] += 1
+        w.emitted_seq = seq
+        w.emitted_units = w.value_units
+
+    def expire(self, t: int, *, record: bool) -> None:
+        """Delete every spend record whose expiry entry falls due at ``t``, and the entries."""
+        if record:
+            self.part.deleting.append(t)
+        prefix = expiry_prefix(self.p, t)
+        cache = self.cache
+        for xkey in cache.scan(prefix, Kind.EXPIRY):
+            cache.delete(xkey[len(prefix):], Kind.SPEND)
+            cache.delete(xkey, Kind.EXPIRY)
+
+    def expire_windows(self, ws: int, *, record: bool) -> None:
+        """Delete the window records of window start ``ws``: every key under its prefix."""
+        if record:
+            self.part.window_deleting.append(ws)
+        cache = self.cache
+        for wkey in cache.scan(window_prefix(self.p, ws), Kind.WINDOW):
+            cache.delete(wkey, Kind.WINDOW)
+            self.pending.pop(wkey, None)
+
+    def expire_dedup(self, hour: int, *, record: bool) -> None:
+        """Delete the dedup marks of event-time ``hour``: every key under its prefix."""
+        if record:
+            self.part.dedup_deleting.append(hour)
+        prefix = dedup_prefix(self.p, hour)
+        cache = self.cache
+        for key in list(cache.store.keys_with_prefix(prefix)):
+            cache.delete(key, Kind.DEDUP)
+        for key in [k for k in cache.dirty(Kind.DEDUP) if k.startswith(prefix)]:
+            cache.delete(key, Kind.DEDUP)
+

@@ -1,0 +1,76 @@
+"""The batch state cache: read-your-writes, one read per key, bulk reads, write order by kind."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from streams.core.cache import BatchCache, Kind, read_many
+
+
+class CountingStore:
+    """A dict store that counts its reads; ``bulk`` adds get_many."""
+
+    def __init__(self, data: dict[str, bytes]) -> None:
+        self.data = data
+        self.gets = 0
+        self.bulk_calls = 0
+
+    def get(self, key: str) -> bytes | None:
+        self.gets += 1
+        return self.data.get(key)
+
+    def keys_with_prefix(self, prefix: str) -> Iterable[str]:
+        return [k for k in self.data if k.startswith(prefix)]
+
+
+class BulkStore(CountingStore):
+    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        self.bulk_calls += 1
+        return [self.data.get(k) for k in keys]
+
+
+def test_read_many_uses_get_many_when_there_is_one() -> None:
+    plain, bulk = CountingStore({"a": b"1"}), BulkStore({"a": b"1"})
+    assert list(read_many(plain, ["a", "b"])) == [b"1", None]
+    assert plain.gets == 2
+    assert list(read_many(bulk, ["a", "b"])) == [b"1", None]
+    assert (bulk.gets, bulk.bulk_calls) == (0, 1)
+
+
+def test_each_key_is_read_once_and_writes_are_read_back() -> None:
+    store = BulkStore({"D|1": b"7", "W|1": b"w"})
+    cache = BatchCache(store)
+    cache.prefetch(["D|1", "D|2", "D|1"], int)
+    assert (store.bulk_calls, cache.values["D|1"], cache.values["D|2"]) == (1, 7, None)
+    cache.prefetch(["D|1", "D|2"], int)  # already cached: no read
+    assert store.bulk_calls == 1
+    cache.put("D|2", Kind.DEDUP, 9)
+    assert cache.get("D|2", int) == 9
+    cache.delete("D|1", Kind.DEDUP)
+    assert cache.get("D|1", int) is None and store.gets == 0
+    assert cache.scan("D|", Kind.DEDUP) == ["D|2"]  # store minus deletions plus writes
+
+
+class Rec:
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def encode(self) -> bytes:
+        return self.text.encode()
+
+
+def test_writes_follow_the_declared_kind_not_the_key_text() -> None:
+    cache = BatchCache(CountingStore({}))
+    cache.put("a-window", Kind.WINDOW, Rec("w"))
+    cache.put("z-spend", Kind.SPEND, Rec("s"))
+    cache.put("m-mark", Kind.DEDUP, 5)
+    cache.put("b-expiry", Kind.EXPIRY, 1)
+    cache.put("gone", Kind.DEDUP, 3)
+    cache.delete("gone", Kind.DEDUP)
+    cache.put("back", Kind.DEDUP, 4)
+    cache.delete("back")
+    cache.put("back", Kind.DEDUP, 6)  # written again after its deletion: a write, not a delete
+    assert cache.writes(("P|0", b"p")) == [
+        ("b-expiry", b"1"), ("m-mark", b"5"), ("back", b"6"), ("z-spend", b"s"),
+        ("a-window", b"w"), ("P|0", b"p"), ("gone", None),
+    ]
