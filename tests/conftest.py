@@ -15,11 +15,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from streams.testing.cluster import kafka_cluster
 from streams.testing.distribution import fetch
 from streams.testing.kafka_local import KafkaLocal
 from streams.testing.topics import TopicFactory
+
+# No time limit per example: speed is measured in benchmarks/, never in tests, and a
+# 2-core machine running a broker alongside would make any deadline flaky.
+hypothesis_settings.register_profile("meterstream", deadline=None)
+hypothesis_settings.load_profile("meterstream")
 
 _TESTS = Path(__file__).parent
 

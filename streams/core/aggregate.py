@@ -52,9 +52,11 @@ from typing import Any
 import orjson
 
 from streams.core.batch import BatchSteps
+from streams.core.billable import REASON as UNBILLABLE
+from streams.core.billable import unbillable_total
 from streams.core.cache import BatchCache, BulkStateReader, Kind, StateReader
 from streams.core.events import UsageEvent, encode_event, validate_event
-from streams.core.money import VALUE_SCALE, to_units, units_text
+from streams.core.money import VALUE_SCALE, from_units, to_units, units_text
 from streams.core.pricing import CustomerTerms, MeterRule, Threshold
 from streams.core.scan import EventTuple, scan_record
 from streams.core.state import POS_SCALE, SpendRec, WindowRec, spend_key, window_key
@@ -160,10 +162,11 @@ class Aggregator:
         self.meter_names = tuple(config.meters)
         price_scale = _price_scale(config.meters)
         self.spend_scale = VALUE_SCALE + price_scale
-        # meter -> (aggregation code, unit price in units of 10**-price_scale, index)
-        self.meter_info: dict[str, tuple[int, int, int]] = {
+        # meter -> (aggregation code, unit price in units of 10**-price_scale, index,
+        # whether its window total must fit in one engine event)
+        self.meter_info: dict[str, tuple[int, int, int, bool]] = {
             name: (_AGGREGATIONS[rule.aggregation], to_units(rule.unit_price_minor, price_scale),
-                   i)
+                   i, rule.pre_aggregated)
             for i, (name, rule) in enumerate(config.meters.items())
         }
         self.thresholds_by_terms: dict[CustomerTerms | None, tuple[Threshold, ...]] = {}
@@ -323,7 +326,8 @@ class _Run:
                 # BatchSteps.expire_windows).
                 if ts < old_limit or ws + window_ms + max_age_ms <= wm:
                     self._dead_event(rec, ev, "too_old",
-                                     "event time is older than Stripe's 35-day horizon")
+                                     "event time is older than the billing engine accepts "
+                                     "once its window closes")
                     continue
                 pos = base_pos + index
                 hour = ts - ts % HOUR_MS
@@ -355,16 +359,25 @@ class _Run:
                     steps.advance(ts)
                     stream_ms = part.stream_ms
                     continue
-                aggregation, price, meter_index = info
+                aggregation, price, meter_index, pre_aggregated = info
                 old = w.value_units
                 if aggregation == _SUM:
-                    w.value_units = old + q
+                    new = old + q
                 elif aggregation == _COUNT:
                     q = _ONE_UNIT
-                    w.value_units = old + q
+                    new = old + q
                 else:
-                    w.value_units = (q if q > old else old) if w.count else q
-                    q = w.value_units - old
+                    new = (q if q > old else old) if w.count else q
+                    q = new - old
+                if pre_aggregated:
+                    # Whatever the worker accepts, the sink must be able to deliver: a
+                    # total that one engine event cannot carry is refused here.
+                    detail = unbillable_total(from_units(new, VALUE_SCALE),
+                                              pre_aggregated=True)
+                    if detail is not None:
+                        self._dead_event(rec, ev, UNBILLABLE, detail)
+                        continue
+                w.value_units = new
                 w.count += 1
                 w.applied = pos
                 if w.closed:

@@ -22,6 +22,9 @@ class MeterRule:
     name: str
     aggregation: str  # "sum" | "count" | "max"
     unit_price_minor: Decimal
+    # The billing engine keeps one event per window for this meter (a pre-aggregated Stripe
+    # meter): a window total must fit in one event (streams.core.billable).
+    pre_aggregated: bool = False
 
 
 @dataclass(frozen=True, slots=True)

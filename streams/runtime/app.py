@@ -41,7 +41,9 @@ def core_config(settings: Settings) -> CoreConfig:
     """The core's view of the settings: ms and exact Decimals."""
     a = settings.aggregator
     return CoreConfig(
-        meters={m.name: MeterRule(m.name, m.aggregation, m.unit_price_minor)
+        meters={m.name: MeterRule(m.name, m.aggregation, m.unit_price_minor,
+                                  pre_aggregated=(settings.sink.engine == "stripe"
+                                                  and m.stripe_window != "none"))
                 for m in settings.meters},
         window_ms=a.window_s * 1000,
         grace_ms=a.grace_s * 1000,
