@@ -179,7 +179,8 @@ async def _watch_summaries(bootstrap: str, topic: str, start: dict[int, int],
     """Read summaries from ``start``; return the produce time (s) of the summary with
     which the distinct summaries' totals first equal ``expected``, or None if stopped."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False)
+                                enable_auto_commit=False,
+                                isolation_level="read_committed")
     await consumer.start()
     try:
         parts = [TopicPartition(topic, p) for p in range(PARTITIONS)]

@@ -158,8 +158,9 @@ def markdown(results: dict[str, Any]) -> str:
     if scale:
         lines += ["## Scale", "",
                   "| customers | events | build done | events/s | RSS after build MiB | peak RSS "
-                  "MiB | state dir MiB | recovery to ready s | to first event s |",
-                  "|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
+                  "MiB | state dir MiB | SIGKILL: to ready s | to first event s | SIGTERM: to "
+                  "ready s | cold: to ready s | cold restore records/s |",
+                  "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in scale["runs"]:
             if "error" in r:
                 lines.append(f"| {_fmt(r['customers'])} | error: {r['error']} ||||||||")
@@ -170,7 +171,9 @@ def markdown(results: dict[str, Any]) -> str:
                 f"{_fmt(r['events_per_s'])} | {_mib(r['rss_after_build_bytes'])} | "
                 f"{_mib(r['peak_rss_bytes'])} | {_mib(r['state_dir_bytes'])} | "
                 f"{_fmt(r['recovery_to_ready_s'], 1)} | "
-                f"{_fmt(r['recovery_to_first_event_s'], 1)} |")
+                f"{_fmt(r['recovery_to_first_event_s'], 1)} | "
+                f"{_fmt(r.get('sigterm_to_ready_s'), 1)} | {_fmt(r.get('cold_to_ready_s'), 1)} | "
+                f"{_fmt(r.get('cold_restore_records_per_s'))} |")
         lines.append("")
     g = results.get("goals", [])
     if g:

@@ -5,9 +5,14 @@ For each N a fresh pipeline gets N pre-loaded records, one per customer, each a 
 array of one event per meter (4 events), all in the current hour, so the state ends up
 with N customers x 4 open window records plus spend and dedup records. One worker builds
 that state (timed from its first processed event to the last, polled from /metrics
-every 0.25 s, with its RSS), then is killed with SIGKILL: without its clean-shutdown
-marker it discards the local RocksDB and restores from the changelog alone. Recovery
-time is from the restart to /ready, and to the first new event processed.
+every 0.25 s, with its RSS). Then it is restarted three ways, each timed from the
+restart to /ready and to the first new event processed:
+
+- ``sigkill``: killed with SIGKILL and started again at once (same instance id): it keeps
+  its local RocksDB and restores only the changelog tail past the offset it records;
+- ``sigterm``: stopped cleanly and started again;
+- ``cold``: stopped, its state directory deleted, started again: the whole changelog is
+  restored; its rate (changelog records per second) is taken from the worker's log.
 
 Every phase is bounded in time; a build that does not finish reports the events it
 processed and its rate, and the recovery is still measured on the partial state.
@@ -17,6 +22,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -33,7 +40,7 @@ from benchmarks.common import (
     wait_until,
     worker_events,
 )
-from streams.testing.pipeline import PipelineEnv, _free_port
+from streams.testing.pipeline import PipelineEnv, WorkerProcess, _free_port
 
 METERS = ("cpu_seconds", "gpu_seconds", "memory_gb_seconds", "executions")
 
@@ -98,7 +105,7 @@ async def run_one(bootstrap: str, workdir: Path, customers: int, p: ScaleParams,
         too_fast = build_s is not None and build_s < 0.5 and done is not None
         if too_fast and done is not None:
             build_s = done - last_idle
-        await asyncio.sleep(3)  # let Faust commit offsets and flush the changelog
+        await asyncio.sleep(3)  # the last batches commit
         status = proc_status(worker.proc.pid)
         res.update({
             "build_done": done is not None,
@@ -117,33 +124,70 @@ async def run_one(bootstrap: str, workdir: Path, customers: int, p: ScaleParams,
             f"({res['events_per_s'] or 0:,.0f} events/s), RSS "
             f"{(res['rss_after_build_bytes'] or 0) / 2**20:.0f} MiB, state "
             f"{res['state_dir_bytes'] / 2**20:.1f} MiB")
-        worker.kill()
-        restart = time.monotonic()
-        worker = env.start_worker("s1", web_port=port)
-        ready = await wait_until(
-            lambda: http_get(f"http://127.0.0.1:{port}/ready")[0] == 200,
-            p.recovery_timeout_s, every_s=0.2)
-        ready_s = time.monotonic() - restart if ready else None
-        first_event_s = None
-        if ready:
-            await produce_records(bootstrap, topic, [(b"s0000000", orjson.dumps(
-                {"id": "probe", "customer": "s0000000", "meter": "cpu_seconds", "value": "1",
-                 "timestamp": int(time.time() * 1000)}))])
-            if await wait_until(lambda: worker_events(port) >= 1, 60, every_s=0.1):
-                first_event_s = time.monotonic() - restart
+        worker, restarts = await _restarts(env, worker, port, topic, bootstrap, p, log,
+                                           customers)
+        res.update(restarts)
         status = proc_status(worker.proc.pid)
         res.update({
-            "recovery_to_ready_s": round(ready_s, 2) if ready_s else None,
-            "recovery_to_first_event_s": round(first_event_s, 2) if first_event_s else None,
+            "recovery_to_ready_s": restarts.get("sigkill_to_ready_s"),
+            "recovery_to_first_event_s": restarts.get("sigkill_to_first_event_s"),
             "recovery_timeout_s": p.recovery_timeout_s,
             "rss_after_recovery_bytes": status.get("VmRSS"),
             "state_dir_after_recovery_bytes": dir_size(worker.state_dir),
         })
-        log(f"scale: {customers} customers: recovery ready in {res['recovery_to_ready_s']} s, "
-            f"first event {res['recovery_to_first_event_s']} s")
     finally:
         env.stop_all()
     return res
+
+
+_RESTORED = re.compile(r"restored (\d+) changelog records in ([0-9.]+) s")
+
+
+async def _restarts(env: PipelineEnv, worker: WorkerProcess, port: int, topic: str,
+                    bootstrap: str, p: ScaleParams, log: Any,
+                    customers: int) -> tuple[WorkerProcess, dict[str, Any]]:
+    """Restart the worker three ways (sigkill, sigterm, cold); time each to /ready and
+    to its first new event."""
+    out: dict[str, Any] = {}
+    for kind in ("sigkill", "sigterm", "cold"):
+        if kind == "sigkill":
+            worker.kill()
+        else:
+            worker.stop(timeout_s=60)
+        if kind == "cold":
+            shutil.rmtree(worker.state_dir, ignore_errors=True)
+        log_start = worker.log_path.stat().st_size if worker.log_path.exists() else 0
+        restart = time.monotonic()
+        worker = env.start_worker("s1", web_port=port)
+        ready = await wait_until(
+            lambda: http_get(f"http://127.0.0.1:{port}/ready")[0] == 200,
+            p.recovery_timeout_s, every_s=0.1)
+        ready_s = time.monotonic() - restart if ready else None
+        first_event_s = None
+        if ready:
+            before = worker_events(port)
+            await produce_records(bootstrap, topic, [(b"s0000000", orjson.dumps(
+                {"id": f"probe-{kind}", "customer": "s0000000", "meter": "cpu_seconds",
+                 "value": "1", "timestamp": int(time.time() * 1000)}))])
+            if await wait_until(lambda b=before: worker_events(port) > b,  # type: ignore[misc]
+                                60, every_s=0.05):
+                first_event_s = time.monotonic() - restart
+        with worker.log_path.open("rb") as f:
+            f.seek(log_start)
+            text = f.read().decode(errors="replace")
+        restored = [(int(n), float(t)) for n, t in _RESTORED.findall(text)]
+        records = sum(n for n, _ in restored)
+        seconds = sum(t for _, t in restored)
+        out[f"{kind}_to_ready_s"] = round(ready_s, 2) if ready_s else None
+        out[f"{kind}_to_first_event_s"] = round(first_event_s, 2) if first_event_s else None
+        out[f"{kind}_restored_records"] = records
+        out[f"{kind}_restore_s"] = round(seconds, 2)
+        if kind == "cold" and seconds > 0:
+            out["cold_restore_records_per_s"] = round(records / seconds)
+        log(f"scale: {customers} customers: {kind} restart ready in {out[f'{kind}_to_ready_s']}"
+            f" s, first event {out[f'{kind}_to_first_event_s']} s, restored {records:,} "
+            f"changelog records in {seconds:.2f} s")
+    return worker, out
 
 
 async def run_scale(bootstrap: str, workdir: Path, p: ScaleParams,

@@ -73,7 +73,7 @@ async def commit_batch(
         raise ValueError("commit_batch needs at least one record")
     # 1. core
     result = core.process(partition, records, state.view, now_ms=now_ms, terms=terms)
-    writes = [(key.encode(), value) for key, value in result.writes]
+    changelog = [(key.encode(), value, ()) for key, value in result.writes]
     summaries, alerts, dead = output_records(
         result, events_topic=topics.events, partition=partition, now_ms=now_ms)
     # 2. begin
@@ -84,8 +84,8 @@ async def commit_batch(
                        (topics.dlq, dead)):
         if out:
             acks.append(await txn.send(topic, out, partition=None))
-    changelog_ack = await txn.send(
-        topics.changelog, [(key, value, ()) for key, value in writes], partition=partition)
+    changelog_ack = await txn.send(topics.changelog, changelog,
+                                   partition=partition)
     # 4. offsets
     await txn.send_offset(topics.events, partition, records[-1].offset + 1, topics.group_id)
     # 5. commit (it waits for every send; one that failed fails the commit)
@@ -94,5 +94,5 @@ async def commit_batch(
     for ack in acks:
         await ack
     # 6. local state
-    state.apply(writes, last_changelog_offset + 1)
+    state.apply(((key, value) for key, value, _h in changelog), last_changelog_offset + 1)
     return result

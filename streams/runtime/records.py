@@ -57,15 +57,12 @@ def _tick_of(headers: Any) -> int | None:
 
 
 def source_record_from_kafka(msg: Any) -> SourceRecord:
-    """From an aiokafka ConsumerRecord (timestamp in ms)."""
+    """From an aiokafka ConsumerRecord (timestamp in ms). On the per-record path."""
     key = msg.key
-    return SourceRecord(
-        offset=msg.offset,
-        timestamp_ms=msg.timestamp,
-        key=key.decode("utf-8", "replace") if key is not None else None,
-        value=msg.value,
-        tick_ms=_tick_of(msg.headers),
-    )
+    headers = msg.headers
+    return SourceRecord(msg.offset, msg.timestamp,
+                        key.decode("utf-8", "replace") if key is not None else None,
+                        msg.value, _tick_of(headers) if headers else None)
 
 
 def output_records(
