@@ -30,3 +30,19 @@ def test_a_producer_can_fail_its_pending_batches() -> None:
         fail_pending_batches(producer)  # nothing pending: a no-op
 
     asyncio.run(check())
+
+
+def test_faust_boots_without_its_kafka_clients() -> None:
+    """The worker relies on Faust's public BootStrategy switch: with enable_kafka off, the
+    app starts no consumer, producer, conductor or tables (only web, sensors, services)."""
+    import faust
+
+    from streams.config import load_settings
+    from streams.runtime.app import build_app
+
+    assert faust.__version__.startswith("0.15."), faust.__version__
+    components = build_app(load_settings())
+    boot = components.app.boot_strategy
+    assert list(boot.kafka_consumer()) == [] and list(boot.kafka_producer()) == []
+    assert list(boot.kafka_conductor()) == [] and list(boot.tables()) == []
+    assert list(boot.web_server())  # the HTTP API is still served
