@@ -350,6 +350,10 @@ class WorkerSettings(BaseModel):
     # A consumer whose heartbeats stop for this long leaves the group and its partitions
     # move; a restarted worker with the same instance_id comes back within it unnoticed.
     session_timeout_s: float = Field(default=10.0, ge=6.0, le=300.0)
+    # Compression of what the worker writes (changelog, summaries, alerts, dead letters).
+    # lz4 costs the worker 12-19% of its CPU (measured, benchmarks/README.md); the changelog
+    # is compacted and the outputs are small, so none is the default on a fast network.
+    compression: Literal["none", "lz4", "zstd", "gzip"] = "none"
     # "Caught up" (GET /ready's caught_up, meterstream_caught_up): every owned partition's
     # consumer lag is at most this many records.
     caught_up_max_lag: int = Field(default=1000, ge=0, le=100_000_000)

@@ -365,7 +365,7 @@ class DataPlane:
     async def _start_producer(self, partition: int) -> PartitionProducer:
         return await PartitionProducer.start(
             partition, app_id=self.settings.worker.app_id, events_topic=self.topics.events,
-            options=self.options)
+            options=self.options, compression=self.settings.worker.compression)
 
     # -- rebalances --------------------------------------------------------------------
 

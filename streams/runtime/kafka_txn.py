@@ -109,14 +109,14 @@ class PartitionProducer:
 
     @classmethod
     async def start(cls, partition: int, *, app_id: str, events_topic: str,
-                    options: dict[str, Any]) -> PartitionProducer:
+                    options: dict[str, Any], compression: str = "none") -> PartitionProducer:
         """Create and start the producer; this fences every older owner of the partition."""
         producer = AIOKafkaProducer(
             **options,
             transactional_id=transactional_id(app_id, events_topic, partition),
             enable_idempotence=True,
             acks="all",
-            compression_type="lz4",
+            compression_type=None if compression == "none" else compression,
             linger_ms=0,
             max_batch_size=MAX_BATCH_BYTES,
             max_request_size=4 * MAX_BATCH_BYTES,
