@@ -82,16 +82,19 @@ class Monitor:
         from streams.kafka_client import connection_options
 
         consumer = AIOKafkaConsumer(**connection_options(self.settings.kafka), group_id=None,
-                                    enable_auto_commit=False, auto_offset_reset="earliest")
+                                    enable_auto_commit=False, auto_offset_reset="earliest",
+                                    # summaries and alerts come from the worker's
+                                    # transactions: show committed ones only
+                                    isolation_level="read_committed")
         await consumer.start()
         try:
             tps: list[TopicPartition] = []
             while not tps:
-                tps = [TopicPartition(topic, p) for topic in (t.summaries, t.alerts)
-                       for p in sorted(consumer.partitions_for_topic(topic) or ())]
+                summaries = await partitions_of(consumer, t.summaries)
+                alerts = await partitions_of(consumer, t.alerts)
+                tps = summaries + alerts if summaries and alerts else []
                 if not tps:
                     await asyncio.sleep(0.5)
-                    await partitions_of(consumer, t.summaries, timeout_s=0.0)
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             while True:
