@@ -19,7 +19,7 @@ import pytest
 from streams.testing.chaos import ChaosReport, Workload, wait_ready
 from streams.testing.distribution import free_ports
 
-FEED_S = 150
+FEED_S = 110
 FREEZE_S = 35
 
 

@@ -58,7 +58,7 @@ async def test_pipeline_over_sasl_ssl(kafka_sasl_ssl: KafkaLocal, tmp_path: Path
 
     created = run_cli(env, "topics", "create")
     assert created.returncode == 0, created.stderr[-3000:]
-    assert created.stdout.count(": created") == 6, created.stdout
+    assert created.stdout.count(": created") == 7, created.stdout  # 6 topics + the changelog
 
     worker = env.start_worker()
     try:
