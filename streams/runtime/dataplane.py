@@ -341,6 +341,7 @@ class DataPlane:
             if isinstance(r, PartitionProducer):
                 old = self.owned.get(r.partition)
                 if old is not None:
+                    await _quietly(old.producer.stop())  # idempotent; a retry replaces it
                     old.producer = r
                 else:
                     self.owned[r.partition] = _Owned(
@@ -388,7 +389,21 @@ class DataPlane:
             for p in mine:
                 if p not in self._states:
                     self._states[p] = PartitionState(self.state_root / str(p), self.budget)
-            restored = await self._take(mine)
+            attempt = 0
+            while True:
+                try:
+                    restored = await self._take(mine)
+                    break
+                except Exception as exc:
+                    # The broker may be slow or away (a restart, a produce storm): the
+                    # partitions stay ours; try again rather than leave them unprocessed.
+                    if self._stopping:
+                        raise
+                    delay = _RESET_BACKOFF_S[min(attempt, len(_RESET_BACKOFF_S) - 1)]
+                    log.warning("taking partitions %s failed (%r); next try in %.1f s",
+                                mine, exc, delay)
+                    attempt += 1
+                    await asyncio.sleep(delay)
             metrics.OWNED_PARTITIONS.set(len(self.owned))
             self.assigned_once = True
             self.rebalancing = False
