@@ -2,21 +2,19 @@
 
 The worker's position in a partition is its state's, not the consumer group's: the
 partition record ``P`` holds the last offset fully processed, in the same changelog as
-the rest of the state. faust-streaming's consumer can skip records: when it drops part
-of a fetch (a paused or momentarily inactive partition, a flow stop), the next fetch
-starts after them, it "acks" the hole as a gap, and it commits past it. The SIGKILL test
-caught it: 14 consecutive records of one partition never reached the agent, and the
-worker went on with the next ones. Billing must not depend on that.
+the rest of the state, and the data plane seeks its consumer there. A consumer must never
+hand the core a batch that skips records after that position: faust-streaming's consumer
+did (it dropped part of a fetch and committed past the hole; 14 consecutive records of
+one partition never reached the old worker). The data plane no longer consumes through
+Faust, and this check stays as a defence against any consumer that skips.
 
 So, before the core sees a partition's records, :func:`fill_gaps` compares their
 offsets with the state's position and with each other. Whatever lies between (the
 offsets after ``P.applied`` that were not delivered) is read straight from the broker
-with a plain consumer (:class:`BrokerReader`) and put in its place. The holes are then
-handed back to Faust as done (a "gap" in its ack tracking): Faust never acks offsets it
-did not deliver, and its commit would otherwise stop at the first one for good. An offset that has
-no data record (a transaction marker, or a record deleted by retention) is simply
-absent from what the broker returns, so a legitimate hole costs one fetch and nothing
-else. Records at or below the position are kept: the core skips them as replays.
+with a plain consumer (:class:`BrokerReader`) and put in its place. An offset that has no
+data record (a transaction marker, or a record deleted by retention) is simply absent
+from what the broker returns, so a legitimate hole costs one fetch and nothing else.
+Records at or below the position are kept: the core skips them as replays.
 """
 
 from __future__ import annotations
