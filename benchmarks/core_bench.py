@@ -8,10 +8,10 @@ one process:
 
 * ``decode_sum``: ``orjson.loads`` per record plus a dict sum per (customer, meter,
   window) in integer thousandths: the floor any Python core stands on;
-* ``core_rocksdict``: ``Aggregator.process`` per batch against a real rocksdict ``Rdict``
-  per partition (raw mode, as Faust opens it), read through a view of the runtime's shape
-  (``get``, ``get_many``, ``keys_with_prefix``); each batch's writes are applied with one
-  ``WriteBatch`` before the next batch;
+* ``core_rocksdict``: ``Aggregator.process`` per batch against the worker's own local
+  state (``streams.runtime.local_state.PartitionState``: a rocksdict database per
+  partition under one memory budget, read through its view); each batch's writes are
+  applied with the worker's one ``WriteBatch`` before the next batch;
 * ``core_memory``: the same against ``MemoryState`` (a dict).
 
 ``events_per_s`` counts the CPU time (``time.process_time``) inside ``process`` only;
@@ -33,7 +33,7 @@ import shutil
 import statistics
 import time
 import zlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -45,6 +45,7 @@ from benchmarks.common import CLOSER_PREFIX, GRACE_S, PARTITIONS, WINDOW_S, Drai
 from streams.core.aggregate import Aggregator, CoreConfig, SourceRecord
 from streams.core.pricing import MeterRule
 from streams.loadgen import DEFAULT_METERS
+from streams.runtime.local_state import MemoryBudget, PartitionState
 from streams.testing.memory_state import MemoryState
 
 CONTENDERS = ("decode_sum", "core_rocksdict", "core_memory")
@@ -79,41 +80,9 @@ class CoreRun:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class RdictView:
-    """One partition's rocksdict database as the runtime's read view reads it."""
-
-    __slots__ = ("_db",)
-
-    def __init__(self, db: Any) -> None:
-        self._db = db
-
-    def get(self, key: str) -> bytes | None:
-        value: bytes | None = self._db.get(key.encode())
-        return value
-
-    def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        values: list[bytes | None] = self._db.get([k.encode() for k in keys])
-        return values
-
-    def keys_with_prefix(self, prefix: str) -> Iterator[str]:
-        start = prefix.encode()
-        for key in self._db.keys(from_key=start):
-            if not key.startswith(start):
-                return
-            yield key.decode()
-
-
-def _rdict_apply(db: Any) -> Callable[[list[tuple[str, bytes | None]]], None]:
-    from rocksdict import WriteBatch
-
+def _apply_to(state: PartitionState) -> Callable[[list[tuple[str, bytes | None]]], None]:
     def apply(writes: list[tuple[str, bytes | None]]) -> None:
-        batch = WriteBatch(raw_mode=True)
-        for key, value in writes:
-            if value is None:
-                batch.delete(key.encode())
-            else:
-                batch.put(key.encode(), value)
-        db.write(batch)
+        state.apply(((key.encode(), value) for key, value in writes), 0)
 
     return apply
 
@@ -173,16 +142,15 @@ def _core_run(contender: str, wl: DrainWorkload, batches: dict[int, list[list[So
     now_ms = wl.end_ms + 240_000
     stores: dict[int, Any] = {}
     applies: dict[int, Callable[[list[tuple[str, bytes | None]]], None]] = {}
-    dbs: list[Any] = []
+    dbs: list[PartitionState] = []
     if contender == "core_rocksdict":
-        from rocksdict import Options, Rdict
-
+        budget = MemoryBudget(256)  # the worker's default WORKER__ROCKSDB_MEMORY_MB
         for p in batches:
             path = workdir / f"rdict-p{wl.pack}-r{repeat}-{p}"
             shutil.rmtree(path, ignore_errors=True)
-            db = Rdict(str(path), Options(raw_mode=True))
-            dbs.append(db)
-            stores[p], applies[p] = RdictView(db), _rdict_apply(db)
+            state = PartitionState(path, budget)
+            dbs.append(state)
+            stores[p], applies[p] = state.view, _apply_to(state)
     else:
         for p in batches:
             mem = MemoryState()
