@@ -40,10 +40,10 @@ import aiokafka
 import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.partitioner import murmur2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from streams.kafka_client import key_partition
 from streams.producer import UsageProducer, default_compression
 from streams.uuid7 import uuid7_str
 
@@ -85,7 +85,7 @@ async def raw_send_batch(bootstrap: str, topic: str, events: list[Any],
         for key, value in records:
             p = cache.get(key)
             if p is None:
-                p = cache[key] = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+                p = cache[key] = key_partition(key, partitions)
             builder = builders.get(p)
             if builder is None:
                 builder = builders[p] = kafka.create_batch()

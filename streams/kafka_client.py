@@ -12,6 +12,7 @@ import asyncio
 import functools
 import logging
 import ssl
+from collections.abc import Sequence
 from typing import Any
 
 from aiokafka.codec import has_lz4, has_zstd
@@ -28,6 +29,7 @@ __all__ = [
     "connection_options",
     "default_compression",
     "force_stop",
+    "key_partition",
     "send_records",
     "ssl_context",
 ]
@@ -101,6 +103,14 @@ def client_options(
     }
 
 
+def key_partition(key: bytes, partitions: Sequence[int]) -> int:
+    """The partition of ``key`` among ``partitions`` (sorted): Kafka's default partitioner
+    (murmur2, as the Java client and aiokafka use), so every writer of a customer's records
+    and every reader looking for them agree."""
+    hashed: int = murmur2(key)
+    return partitions[(hashed & 0x7FFFFFFF) % len(partitions)]
+
+
 async def force_stop(kafka: Any) -> None:
     """Stop an aiokafka producer without waiting for a broker that may be gone: pending
     batches fail with ProducerClosed (their records are in the spool already)."""
@@ -122,7 +132,7 @@ async def send_records(
     for i, (key, value) in enumerate(records):
         if acked[i]:
             continue
-        partition = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+        partition = key_partition(key, partitions)
         entry = batches.get(partition)
         if entry is None or entry[0].append(timestamp=None, key=key, value=value) is None:
             if entry is not None:

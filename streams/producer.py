@@ -58,7 +58,6 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import murmur2
 
 from streams.config import KafkaSettings, Settings
 from streams.encode import EventValue, Prepared, Timestamp, encode_event
@@ -67,6 +66,7 @@ from streams.kafka_client import (
     client_options,
     default_compression,
     force_stop,
+    key_partition,
 )
 from streams.producer_recovery import _Batch, _Delivery
 from streams.spool import FsyncPolicy, Position, Rescue, Spool
@@ -410,7 +410,7 @@ class UsageProducer(_Delivery):
             partition = self._partition_of.get(key)
             if partition is None:
                 partitions = self._partitions
-                partition = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+                partition = key_partition(key, partitions)
                 self._partition_of[key] = partition
             batch = self._open.get(partition)
             if batch is None:

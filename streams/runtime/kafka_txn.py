@@ -27,9 +27,9 @@ from aiokafka.errors import (
     ProducerFenced,
     TransactionalIdAuthorizationFailed,
 )
-from aiokafka.partitioner import murmur2
 
 from streams.errors import PartitionFencedError
+from streams.kafka_client import key_partition
 from streams.runtime.ports import OutRecord
 
 __all__ = ["PartitionProducer", "quiet_fenced_futures", "transactional_id"]
@@ -163,7 +163,7 @@ class PartitionProducer:
                 p = partition
             else:
                 assert partitions is not None
-                p = partitions[(murmur2(key or b"") & 0x7FFFFFFF) % len(partitions)]
+                p = key_partition(key or b"", partitions)
             builder = builders.get(p)
             if builder is None:
                 builder = builders[p] = producer.create_batch()

@@ -23,12 +23,12 @@ import time
 from typing import Any
 
 import aiohttp
-from aiokafka.partitioner import murmur2
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from streams.core.money import format_decimal
 from streams.core.state import SpendRec, spend_key
 from streams.core.windows import period_of
+from streams.kafka_client import key_partition
 from streams.runtime.app import Components
 
 __all__ = ["FORWARDED_HEADER", "partition_of", "register_views", "usage_document"]
@@ -39,8 +39,7 @@ _FORWARD_TIMEOUT_S = 10.0
 
 def partition_of(customer: str, partitions: int) -> int:
     """The events partition of ``customer``: Kafka's murmur2 of the key, as producers use."""
-    hashed: int = murmur2(customer.encode())
-    return (hashed & 0x7FFFFFFF) % partitions
+    return key_partition(customer.encode(), range(partitions))
 
 
 def usage_document(raw: bytes | None, customer: str, period: str) -> dict[str, Any]:
