@@ -12,9 +12,10 @@ import asyncio
 import functools
 import logging
 import ssl
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from aiokafka import TopicPartition
 from aiokafka.codec import has_lz4, has_zstd
 from aiokafka.errors import ProducerClosed
 from aiokafka.helpers import create_ssl_context
@@ -30,6 +31,7 @@ __all__ = [
     "default_compression",
     "force_stop",
     "key_partition",
+    "read_to_end",
     "send_records",
     "ssl_context",
 ]
@@ -109,6 +111,25 @@ def key_partition(key: bytes, partitions: Sequence[int]) -> int:
     and every reader looking for them agree."""
     hashed: int = murmur2(key)
     return partitions[(hashed & 0x7FFFFFFF) % len(partitions)]
+
+
+async def read_to_end(
+    consumer: Any, ends: Mapping[TopicPartition, int],
+    handle: Callable[[TopicPartition, list[Any]], None], *, max_records: int,
+) -> None:
+    """Fetch the assigned partitions of ``ends`` until each one's position reaches its end
+    offset, handing every non-empty fetch of a partition to ``handle``, in order. The
+    position, not the last record, decides: offsets past the last record may hold only
+    transaction markers."""
+    pending = {tp for tp, end in ends.items() if end > await consumer.position(tp)}
+    while pending:
+        fetched = await consumer.getmany(*pending, timeout_ms=1000, max_records=max_records)
+        for tp, msgs in fetched.items():
+            if msgs:
+                handle(tp, msgs)
+        for tp in list(pending):
+            if await consumer.position(tp) >= ends[tp]:
+                pending.discard(tp)
 
 
 async def force_stop(kafka: Any) -> None:

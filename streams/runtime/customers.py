@@ -17,6 +17,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.core.pricing import CustomerTerms, terms_from_record
+from streams.kafka_client import read_to_end
 
 __all__ = ["CustomersTable"]
 
@@ -82,14 +83,8 @@ class CustomersTable:
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         ends = await consumer.end_offsets(tps)
-        pending = {tp for tp in tps if ends[tp] > 0}
-        while pending:
-            fetched = await consumer.getmany(timeout_ms=500, max_records=50_000)
-            for msgs in fetched.values():
-                self._apply(msgs)
-            for tp in list(pending):
-                if await consumer.position(tp) >= ends[tp]:
-                    pending.discard(tp)
+        await read_to_end(consumer, ends, lambda _tp, msgs: self._apply(msgs),
+                          max_records=50_000)
         log.info("customers: %d record(s) read from %s", len(self._records), self._topic)
         self._task = asyncio.create_task(self._follow(consumer), name="customers-follow")
 

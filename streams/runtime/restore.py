@@ -26,6 +26,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.adapters.kafka_admin import CHANGELOG_DELETE_RETENTION_MS
+from streams.kafka_client import read_to_end
 from streams.runtime.local_state import PartitionState
 
 __all__ = ["restore"]
@@ -77,16 +78,13 @@ async def restore(
                 consumer.seek(tp, start)
                 todo[tp] = state
         started = time.perf_counter()
-        while todo:
-            fetched = await consumer.getmany(*todo, timeout_ms=1000, max_records=_FETCH_RECORDS)
-            for tp, msgs in fetched.items():
-                state = todo[tp]
-                if msgs:
-                    state.apply(((m.key, m.value) for m in msgs), msgs[-1].offset + 1)
-                    applied[tp.partition] += len(msgs)
-            for tp in list(todo):
-                if await consumer.position(tp) >= ends[tp]:
-                    del todo[tp]
+
+        def apply(tp: TopicPartition, msgs: list[Any]) -> None:
+            todo[tp].apply(((m.key, m.value) for m in msgs), msgs[-1].offset + 1)
+            applied[tp.partition] += len(msgs)
+
+        await read_to_end(consumer, {tp: ends[tp] for tp in todo}, apply,
+                          max_records=_FETCH_RECORDS)
         total = sum(applied.values())
         if total:
             elapsed = time.perf_counter() - started
