@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry
 
 from streams.config import MeterSettings, StripeSettings
 from streams.core.summaries import summary_id
-from streams.fakestripe import FakeStripe, FakeStripeConfig, Faults, MeterConfig
+from streams.fakes.stripe import FakeStripe, FakeStripeConfig, Faults, MeterConfig
 from streams.sink.dispatch import Dispatcher, Work
 from streams.sink.engines.stripe_meter import make_meter_event_client
 from streams.sink.kafka_io import Source

@@ -107,7 +107,7 @@ class DlqRejects:
     def __init__(self, kafka: KafkaSettings, topic: str) -> None:
         from aiokafka import AIOKafkaProducer
 
-        from streams.kafka_client import connection_options
+        from streams.kafka.client import connection_options
 
         self.topic = topic
         self._producer: Any = AIOKafkaProducer(

@@ -43,12 +43,12 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
-from streams import metrics
 from streams.config import Settings
 from streams.core.aggregate import Aggregator, SourceRecord
 from streams.core.state import PartitionRec, partition_key
 from streams.errors import MeterstreamError, PartitionFencedError
-from streams.kafka_client import connection_options
+from streams.kafka.client import connection_options
+from streams.observability import metrics
 from streams.runtime.assignor import RoutingAssignor
 from streams.runtime.checkpoint import BatchTopics, commit_batch
 from streams.runtime.customers import CustomersTable
@@ -93,7 +93,7 @@ class DataPlane:
     def __init__(self, settings: Settings, core: Aggregator,
                  clock: Callable[[], float] = time.time) -> None:
         w, t, a = settings.worker, settings.topics, settings.aggregator
-        from streams.adapters.kafka_admin import changelog_topic
+        from streams.kafka.admin import changelog_topic
 
         self.settings = settings
         self.core = core
@@ -124,7 +124,7 @@ class DataPlane:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        from streams.adapters.kafka_admin import create_topics
+        from streams.kafka.admin import create_topics
 
         w = self.settings.worker
         quiet_fenced_futures(asyncio.get_running_loop())

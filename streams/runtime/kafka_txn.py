@@ -29,7 +29,7 @@ from aiokafka.errors import (
 )
 
 from streams.errors import PartitionFencedError
-from streams.kafka_client import key_partition
+from streams.kafka.client import key_partition
 from streams.runtime.ports import OutRecord
 
 __all__ = ["PartitionProducer", "quiet_fenced_futures", "transactional_id"]

@@ -14,9 +14,9 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
-from streams.compat import partitions_of
 from streams.config import KafkaSettings
-from streams.kafka_client import connection_options
+from streams.kafka.client import connection_options
+from streams.kafka.compat import partitions_of
 from streams.sink.retry import Backoff
 
 __all__ = [

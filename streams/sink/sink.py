@@ -49,7 +49,7 @@ from aiokafka.errors import KafkaError
 
 from streams.config import Settings
 from streams.errors import ConfigError
-from streams.kafka_client import connection_options
+from streams.kafka.client import connection_options
 from streams.sink.customers import CustomerDirectory, CustomersReader, HeldSummaries
 from streams.sink.dispatch import Dispatcher, Work
 from streams.sink.engines import engine_meters, engine_problems, engine_profile, sink_group_id

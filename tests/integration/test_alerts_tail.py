@@ -18,7 +18,7 @@ import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.alerts_tail import Backoff, tail_alerts
+from streams.alerts.tail import Backoff, tail_alerts
 from streams.testing.pipeline import PipelineEnv
 
 

@@ -17,11 +17,11 @@ import orjson
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
-from streams.encode import prepare_event
 from streams.errors import EventValidationError, ProducerError
-from streams.producer import UsageProducer, UsageReporter
-from streams.spool import Position, Spool, frame
-from streams.uuid7 import uuid7, uuid7_str, uuid7_timestamp_ms
+from streams.sdk.encode import prepare_event
+from streams.sdk.producer import UsageProducer, UsageReporter
+from streams.sdk.spool import Position, Spool, frame
+from streams.sdk.uuid7 import uuid7, uuid7_str, uuid7_timestamp_ms
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 

@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from streams.config import MeterSettings
 from streams.core.summaries import summary_id
 from streams.errors import PermanentSinkError
-from streams.fakestripe import FakeStripe, FakeStripeConfig, MeterConfig
+from streams.fakes.stripe import FakeStripe, FakeStripeConfig, MeterConfig
 from streams.sink.dispatch import Dispatcher, Work
 from streams.sink.engines.stripe_meter import StripeV1Client
 from streams.sink.kafka_io import Source

@@ -1,0 +1,2 @@
+"""The producer SDK for compute workers: UsageProducer, UsageReporter, the spool, the
+encoder, UUIDv7."""
