@@ -68,6 +68,13 @@ log = logging.getLogger(__name__)
 EXIT_DATA_PLANE_FAILED = 70
 _RESET_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
 _GC_GEN0_THRESHOLD = 50_000
+# aiokafka fetches a partition again only once its buffer is drained, so what getmany
+# returns after a round was fetched when that round began: records that arrived during the
+# round would wait for the whole next round too. A second, short poll right after takes
+# what the fetch sent when the buffer drained has brought back (one round trip). A rebalance
+# between the two polls may join records from before and after a seek; the core skips every
+# record at or below a partition's applied offset, so the joined batch applies each once.
+_FRESH_POLL_MS = 5
 
 
 @dataclass(slots=True)
@@ -239,6 +246,12 @@ class DataPlane:
         while not self._stopping:
             fetched = await consumer.getmany(timeout_ms=self._batch_max_ms,
                                              max_records=self._batch_max_events)
+            if fetched:
+                room = self._batch_max_events - sum(len(m) for m in fetched.values())
+                if room > 0:
+                    fresh = await consumer.getmany(timeout_ms=_FRESH_POLL_MS, max_records=room)
+                    for tp, msgs in fresh.items():
+                        fetched.setdefault(tp, []).extend(msgs)
             if not fetched:
                 continue
             async with self._lock:
