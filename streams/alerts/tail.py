@@ -33,17 +33,14 @@ from aiokafka.structs import OffsetAndMetadata
 
 from streams.config import Settings
 from streams.core.money import EXACT, format_decimal
+from streams.errors import WebhookRejectedError
 
-__all__ = ["Backoff", "WebhookRejectedError", "format_alert", "post_alert",
+__all__ = ["Backoff", "format_alert", "post_alert",
            "run_alerts_tail", "tail_alerts"]
 
 log = logging.getLogger(__name__)
 
 _SEEN_MAX = 1_000_000
-
-
-class WebhookRejectedError(Exception):
-    """The webhook answered a 4xx that retrying cannot fix."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,15 +34,19 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from streams.config import MeterSettings
-from streams.errors import PermanentSinkError, RetryableSinkError
-from streams.sink.auth import AuthGate, HeldForAuthError, is_auth_refusal
+from streams.errors import (
+    HeldForAuthError,
+    PermanentSinkError,
+    PlanError,
+    RetryableSinkError,
+)
+from streams.sink.auth import AuthGate, is_auth_refusal
 from streams.sink.kafka_io import Source
 from streams.sink.metrics import SinkMetrics
 from streams.sink.model import MeterEvent, MeterEventClient
 from streams.sink.plan import (
     STRIPE_LIMITS,
     EngineLimits,
-    PlanError,
     Summary,
     build_events,
     plan_values,

@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from streams.errors import FakeServerError
 from streams.fakes.metronome.config import FakeMetronomeConfig
 from streams.fakes.metronome.ledger import MetronomeLedger
 from streams.fakes.stripe.faults import FaultDecision, FaultInjector, TrafficStats
@@ -39,7 +40,7 @@ DROPPED = web.RequestKey("fakemetronome.dropped", bool)
 _PAGE = 100
 
 
-class MetronomeApiError(Exception):
+class MetronomeApiError(FakeServerError):
     """An error answer: ``{"message": ...}`` with a status."""
 
     def __init__(self, status: int, message: str,
