@@ -52,7 +52,8 @@ from streams.sink.plan import (
     plan_values,
 )
 from streams.sink.ratelimit import PairLocks, TokenBucket
-from streams.sink.retry import Backoff, retry_forever
+from streams.sink.retry import retry_forever
+from streams.util.backoff import Backoff
 
 __all__ = ["DONE_IDS_MAX", "Dispatcher", "Work"]
 

@@ -17,7 +17,7 @@ from aiokafka.errors import KafkaConnectionError
 from streams.config import KafkaSettings
 from streams.kafka.client import connection_options
 from streams.kafka.compat import partitions_of
-from streams.sink.retry import Backoff
+from streams.util.backoff import Backoff
 
 __all__ = [
     "DeadLetterWriter",

@@ -59,7 +59,7 @@ from streams.sink.model import MeterEventClient
 from streams.sink.offsets import PartitionOffsets
 from streams.sink.plan import parse_summary
 from streams.sink.ratelimit import TokenBucket
-from streams.sink.retry import Backoff
+from streams.util.backoff import Backoff
 
 __all__ = ["StripeSink"]
 
