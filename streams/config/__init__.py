@@ -346,7 +346,7 @@ class WorkerSettings(BaseModel):
     api_token: SecretStr | None = None
     # One bound on RocksDB's memory for the whole process: a block cache shared by every
     # partition's database, with their write buffers charged against it.
-    rocksdb_memory_mb: int = Field(default=256, ge=16, le=65_536)
+    rocksdb_memory_mb: int = Field(default=64, ge=16, le=65_536)
     # A consumer whose heartbeats stop for this long leaves the group and its partitions
     # move; a restarted worker with the same instance_id comes back within it unnoticed.
     session_timeout_s: float = Field(default=10.0, ge=6.0, le=300.0)

@@ -10,7 +10,7 @@ worker:
   (a ``mode.Service``) after the round in progress;
 - the web server, for the usage API, ``/health``, ``/ready`` and ``/metrics``
   (:mod:`streams.runtime.web`);
-- timers: ticks into idle partitions, and the state size sample.
+- timers: ticks into idle partitions, the state size sample, and the heap trim (heap.py).
 
 The data plane (:mod:`streams.runtime.dataplane`) owns the group membership, the
 transactions and the state.
@@ -30,6 +30,7 @@ from streams.config import Settings, effective_max_age_ms
 from streams.core.aggregate import Aggregator, CoreConfig
 from streams.core.pricing import MeterRule
 from streams.runtime.dataplane import DataPlane
+from streams.runtime.heap import TRIM_EVERY_S, HeapTrimmer
 from streams.runtime.state_size import SAMPLE_EVERY_S, directory_size_bytes
 
 __all__ = ["Components", "build_app", "core_config"]
@@ -110,6 +111,12 @@ def build_app(settings: Settings) -> Components:
             await plane.tick()
         except Exception as exc:  # a tick is retried on the next timer; the broker may be down
             log.warning("tick failed: %r", exc)
+
+    trimmer = HeapTrimmer()
+
+    @app.timer(TRIM_EVERY_S)  # type: ignore[untyped-decorator]
+    async def trim_heap() -> None:
+        await asyncio.to_thread(trimmer.trim)
 
     @app.timer(SAMPLE_EVERY_S)  # type: ignore[untyped-decorator]
     async def sample_state_size() -> None:
