@@ -232,15 +232,27 @@ class _Run:
                 dkeys: Sequence[str] = (
                     f"D|{p}|{ts - ts % HOUR_MS}|{len(customer)}:{customer}|{event_id}",)
                 windows.add((customer, meter, ts - ts % window_ms))
-            else:
+            elif events:
+                # A packed record's events mostly share the first one's hour: its key
+                # prefix is built once (dedup_key's layout).
                 cenc = f"{len(customer)}:{customer}"
-                dkeys = [f"D|{p}|{ev[4] - ev[4] % HOUR_MS}|{cenc}|{ev[1]}" for ev in events]
+                h0 = events[0][4] - events[0][4] % HOUR_MS
+                h1, prefix = h0 + HOUR_MS, f"D|{p}|{h0}|{cenc}|"
+                dkeys = [prefix + ev[1] if h0 <= ev[4] < h1
+                         else f"D|{p}|{ev[4] - ev[4] % HOUR_MS}|{cenc}|{ev[1]}"
+                         for ev in events]
                 windows.update({(customer, ev[2], ev[4] - ev[4] % window_ms) for ev in events})
+            else:
+                dkeys = ()
             all_dkeys.extend(dkeys)
             out.append((rec, events, rejections, dkeys))
         cache = steps.cache
         cache.prefetch(all_dkeys, int)
-        cache.prefetch([window_key(p, ws, c, m) for c, m, ws in windows], WindowRec.decode)
+        # Each window's key is built once, here, for the bulk read and for its first touch.
+        wkeys = steps.window_keys
+        for c, m, ws in windows:
+            wkeys[(c, m, ws)] = window_key(p, ws, c, m)
+        cache.prefetch(wkeys.values(), WindowRec.decode)
         # (No billing period exists past year 9999: such events are in_future anyway.)
         cache.prefetch({spend_key(c, steps.period(ws)[0]) for c, _m, ws in windows
                         if ws < _YEAR_10000_MS}, SpendRec.decode)
@@ -283,12 +295,13 @@ class _Run:
         windows, dedup_hours = steps.windows, steps.dedup_hours
         accepted = late = duplicate = replayed = 0
         last_ms = steps.out.last_event_ms
+        # Only this loop and steps.advance move stream time: it stays in a local between.
+        stream_ms = part.stream_ms
         for item in scanned:
             if item is None:
                 replayed += 1
                 continue
             rec, events, rejections, dkeys = item
-            part.applied = rec.offset  # (nothing reads it before the batch ends)
             if events is None:
                 assert rec.tick_ms is not None
                 # A tick is written with the wall time as header and as record timestamp,
@@ -296,16 +309,18 @@ class _Run:
                 # past its record's timestamp, which the broker bounds
                 # (log.message.timestamp.after.max.ms).
                 steps.advance(min(rec.tick_ms, rec.timestamp_ms) - idle_bound_ms)
+                stream_ms = part.stream_ms
                 continue
             for rej in rejections:
                 self._dead(rec, rej.reason, rej.detail, rej.index, rej.original)
             if not events:
                 continue
-            future_limit = min(rec.timestamp_ms + max_future_ms, _YEAR_10000_MS - 1)
+            future_limit = rec.timestamp_ms + max_future_ms
+            if future_limit >= _YEAR_10000_MS:
+                future_limit = _YEAR_10000_MS - 1
             old_limit = rec.timestamp_ms - max_age_ms
             customer = "" if rec.key is None else rec.key
             base_pos = rec.offset * POS_SCALE
-            stream_ms = part.stream_ms
             for ev, dkey in zip(events, dkeys, strict=True):
                 index, event_id, meter, q, ts, _element = ev
                 info = meter_info.get(meter)
@@ -403,6 +418,9 @@ class _Run:
                     if ts >= steps.trigger_ms:
                         steps.run_due(before)
         steps.out.last_event_ms = last_ms
+        # (Nothing reads the applied offset before the batch ends.)
+        part.applied = next((item[0].offset for item in reversed(scanned) if item is not None),
+                            part.applied)
         outcomes = steps.out.outcomes
         for name, n in (("accepted", accepted), ("late", late), ("duplicate", duplicate),
                         ("replayed", replayed)):
@@ -415,6 +433,10 @@ class _Run:
         steps.flush_spend()
         part.pending = list(steps.pending)
         out.writes = steps.cache.writes((f"P|{steps.p}", part.encode()))
+        for name, n in (("summary:final", steps.finals), ("summary:correction",
+                                                          steps.corrections)):
+            if n:
+                out.outcomes[name] += n
         out.stream_ms = part.stream_ms
         out.open_windows = len(part.open_ws)
         out.pending_corrections = len(steps.pending)
