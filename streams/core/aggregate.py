@@ -213,6 +213,7 @@ class _Run:
         out: list[_Scanned | None] = []
         all_dkeys: list[str] = []
         windows: set[tuple[str, str, int]] = set()
+        prefixes: dict[tuple[str, int], str] = {}
         for rec in records:
             if rec.offset <= applied:
                 out.append(None)
@@ -227,23 +228,28 @@ class _Run:
             # same ids.)
             customer = "" if rec.key is None else rec.key
             events, rejections = scan_record(rec.value, customer)
-            if len(events) == 1:  # a single event: no comprehension
-                _i, event_id, meter, _q, ts, _e = events[0]
-                dkeys: Sequence[str] = (
-                    f"D|{p}|{ts - ts % HOUR_MS}|{len(customer)}:{customer}|{event_id}",)
-                windows.add((customer, meter, ts - ts % window_ms))
-            elif events:
-                # A packed record's events mostly share the first one's hour: its key
-                # prefix is built once (dedup_key's layout).
-                cenc = f"{len(customer)}:{customer}"
-                h0 = events[0][4] - events[0][4] % HOUR_MS
-                h1, prefix = h0 + HOUR_MS, f"D|{p}|{h0}|{cenc}|"
-                dkeys = [prefix + ev[1] if h0 <= ev[4] < h1
-                         else f"D|{p}|{ev[4] - ev[4] % HOUR_MS}|{cenc}|{ev[1]}"
-                         for ev in events]
-                windows.update({(customer, ev[2], ev[4] - ev[4] % window_ms) for ev in events})
+            if not events:
+                dkeys: Sequence[str] = ()
             else:
-                dkeys = ()
+                # Dedup keys (dedup_key's layout): the prefix of a customer's hour is built
+                # once per batch, and a packed record's events mostly share its first
+                # event's hour.
+                ts = events[0][4]
+                h0 = ts - ts % HOUR_MS
+                prefix = prefixes.get((customer, h0))
+                if prefix is None:
+                    prefix = prefixes[(customer, h0)] = (
+                        f"D|{p}|{h0}|{len(customer)}:{customer}|")
+                if len(events) == 1:  # a single event: no comprehension
+                    dkeys = (prefix + events[0][1],)
+                    windows.add((customer, events[0][2], ts - ts % window_ms))
+                else:
+                    h1 = h0 + HOUR_MS
+                    dkeys = [prefix + ev[1] if h0 <= ev[4] < h1 else
+                             f"D|{p}|{ev[4] - ev[4] % HOUR_MS}|{len(customer)}:{customer}|{ev[1]}"
+                             for ev in events]
+                    windows.update({(customer, ev[2], ev[4] - ev[4] % window_ms)
+                                    for ev in events})
             all_dkeys.extend(dkeys)
             out.append((rec, events, rejections, dkeys))
         cache = steps.cache
