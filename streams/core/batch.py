@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from streams.core.cache import BatchCache, Kind
-from streams.core.money import EXACT, VALUE_SCALE, units_ceiling, units_text
+from streams.core.money import EXACT, VALUE_SCALE, units_ceiling, units_text, value_text
 from streams.core.pricing import CustomerTerms, Threshold, thresholds_for
 from streams.core.state import (
     PartitionRec,
@@ -354,12 +354,11 @@ class BatchSteps:
 
     def _emit(self, w: WindowRec, seq: int, delta_units: int) -> None:
         rule = self.cfg.meters[w.meter]
-        total = units_text(w.value_units, VALUE_SCALE)
+        total = value_text(w.value_units)
         self.out.summaries.append(summary_dict(
             customer=w.customer, meter=w.meter, aggregation=rule.aggregation,
             window_start_ms=w.ws, window_ms=self.cfg.window_ms, seq=seq, total=total,
-            delta=total if delta_units == w.value_units else units_text(delta_units,
-                                                                         VALUE_SCALE),
+            delta=total if delta_units == w.value_units else value_text(delta_units),
             event_count=w.count, period=self.period(w.ws)[0], emitted_at_ms=self.now_ms,
         ))
         if seq:
