@@ -35,6 +35,7 @@ import logging
 import shutil
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -87,23 +88,29 @@ class MemoryBudget:
 
 
 # Bloom filter sizing: bits per key when (re)built, and the least bits per key it may reach
-# before a rebuild. Two probes: at 8 bits a key, about 5% of absent keys still get read.
+# before a rebuild. One probe (a second one doubles the cost of every add for little): at
+# 32 bits a key about 3% of absent keys still get read, at 8 bits about 12%.
 _FILTER_BITS_PER_KEY = 32
 _FILTER_MIN_BITS_PER_KEY = 8
 _FILTER_MIN_KEYS = 1 << 16
+# At most 16 MiB a partition: a database with more keys than a filter this size can tell
+# apart (4 million at 32 bits) is read key by key, as without a filter.
+_FILTER_MAX_BITS = 1 << 27
 
 
 class KeyFilter:
-    """A Bloom filter over byte keys (two probes from one hash): :meth:`may_hold` is False
-    only for a key never added. Python's ``hash`` is salted per process, which is fine for a
-    filter that lives in one process's memory. ``full`` says when a rebuild is due: adds
-    (deleted keys never leave a Bloom filter) have brought it to
-    :data:`_FILTER_MIN_BITS_PER_KEY` bits a key."""
+    """A Bloom filter over byte keys (one probe): :meth:`may_hold` is False only for a key
+    never added. Python's ``hash`` is salted per process, which is fine for a filter that
+    lives in one process's memory. ``full`` says when a rebuild is due: adds (deleted keys
+    never leave a Bloom filter) have brought it to :data:`_FILTER_MIN_BITS_PER_KEY` bits a
+    key."""
 
-    __slots__ = ("_bits", "_mask", "added", "capacity")
+    __slots__ = ("_bits", "_mask", "added", "at_most", "capacity")
 
     def __init__(self, keys: int) -> None:
         n_bits = 1 << (max(keys, _FILTER_MIN_KEYS) * _FILTER_BITS_PER_KEY - 1).bit_length()
+        self.at_most = n_bits >= _FILTER_MAX_BITS  # as large as a filter gets
+        n_bits = min(n_bits, _FILTER_MAX_BITS)
         self._bits = bytearray(n_bits >> 3)
         self._mask = n_bits - 1
         self.added = 0
@@ -113,26 +120,22 @@ class KeyFilter:
     def full(self) -> bool:
         return self.added > self.capacity
 
-    def add(self, key: bytes) -> None:
+    def add(self, keys: Sequence[bytes]) -> None:
         bits, mask = self._bits, self._mask
-        h = hash(key)
-        a, b = h & mask, (h >> 32) & mask
-        bits[a >> 3] |= 1 << (a & 7)
-        bits[b >> 3] |= 1 << (b & 7)
-        self.added += 1
+        for key in keys:
+            a = hash(key) & mask
+            bits[a >> 3] |= 1 << (a & 7)
+        self.added += len(keys)
 
     def may_hold(self, key: bytes) -> bool:
-        bits, mask = self._bits, self._mask
-        h = hash(key)
-        a, b = h & mask, (h >> 32) & mask
-        return bool(bits[a >> 3] >> (a & 7) & 1 and bits[b >> 3] >> (b & 7) & 1)
+        a = hash(key) & self._mask
+        return bool(self._bits[a >> 3] >> (a & 7) & 1)
 
     def candidates(self, keys: Sequence[bytes]) -> list[int]:
         """Positions in ``keys`` of the keys that may have been added (the others were not)."""
         bits, mask = self._bits, self._mask
         return [i for i, key in enumerate(keys)
-                if bits[(a := (h := hash(key)) & mask) >> 3] >> (a & 7) & 1
-                and bits[(b := (h >> 32) & mask) >> 3] >> (b & 7) & 1]
+                if bits[(a := hash(key) & mask) >> 3] >> (a & 7) & 1]
 
 
 class StateView:
@@ -143,13 +146,13 @@ class StateView:
 
     __slots__ = ("_db", "filter")
 
-    def __init__(self, db: Rdict, key_filter: KeyFilter) -> None:
+    def __init__(self, db: Rdict, key_filter: KeyFilter | None) -> None:
         self._db: Any = db  # raw mode: bytes keys and values (the stubs say "any key type")
-        self.filter = key_filter
+        self.filter = key_filter  # None: too many keys for one (every key is read)
 
     def get(self, key: str) -> bytes | None:
         raw = key.encode()
-        if not self.filter.may_hold(raw):
+        if self.filter is not None and not self.filter.may_hold(raw):
             return None
         value: bytes | None = self._db.get(raw)
         return value
@@ -158,6 +161,9 @@ class StateView:
         """The values of ``keys``, in their order: one multi-get for the keys the filter
         may hold, None for the others."""
         raws = [k.encode() for k in keys]
+        if self.filter is None:
+            every: list[bytes | None] = self._db.get(raws) if raws else []
+            return every
         found = self.filter.candidates(raws)
         values: list[bytes | None] = [None] * len(raws)
         if found:
@@ -183,16 +189,22 @@ class PartitionState:
         self._db = Rdict(str(path), budget.options())
         self.view = StateView(self._db, self._build_filter())
 
-    def _build_filter(self) -> KeyFilter:
-        """A filter holding every key of the database (one scan of its keys)."""
+    def _build_filter(self) -> KeyFilter | None:
+        """A filter holding every key of the database (one scan of its keys), or None when
+        the database has more keys than the largest filter tells apart."""
         db: Any = self._db  # raw mode: bytes keys (the stubs say "any key type")
         estimate = db.property_int_value("rocksdb.estimate-num-keys") or 0
         while True:
             key_filter = KeyFilter(estimate)
-            for key in db.keys():  # noqa: SIM118 (iter() of a raw Rdict fails)
-                key_filter.add(key)
+            keys = db.keys()
+            while chunk := list(islice(keys, 65_536)):
+                key_filter.add(chunk)
             if not key_filter.full:  # the estimate was not far below the truth
                 return key_filter
+            if key_filter.at_most:
+                log.info("state %s: too many keys for a key filter; reading every key",
+                         self.path)
+                return None
             estimate = key_filter.added
 
     @property
@@ -213,24 +225,25 @@ class PartitionState:
         Returns the number of state records written.
         """
         batch = WriteBatch(raw_mode=True)
-        # Every key written joins the filter before RocksDB has it (see the module doc).
-        add = self.view.filter.add
+        put: list[bytes] = [_CHANGELOG_NEXT, _WRITTEN_MS]
         n = 0
         for key, value in writes:
             if value is None:
                 batch.delete(key)
             elif type(key) is bytes:  # the filter hashes bytes: a str would hash otherwise
-                add(key)
+                put.append(key)
                 batch.put(key, value)
             else:
                 raise TypeError(f"state keys are bytes, got {type(key).__name__}")
             n += 1
-        add(_CHANGELOG_NEXT)
-        add(_WRITTEN_MS)
         batch.put(_CHANGELOG_NEXT, b"%d" % changelog_next)
         batch.put(_WRITTEN_MS, b"%d" % int(time.time() * 1000))
+        # Every key written joins the filter before RocksDB has it (see the module doc).
+        key_filter = self.view.filter
+        if key_filter is not None:
+            key_filter.add(put)
         self._db.write(batch)
-        if self.view.filter.full:  # deleted keys and growth: start again from the data
+        if key_filter is not None and key_filter.full:  # deletions, growth: from the data
             self.view.filter = self._build_filter()
         return n
 
