@@ -25,7 +25,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
-from streams.loadgen import GroundTruth, WorkloadSpec, generate
+from streams.loadgen.generate import GroundTruth, WorkloadSpec, generate
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTITIONS = 4

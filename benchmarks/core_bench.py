@@ -44,7 +44,7 @@ import orjson
 from benchmarks.common import CLOSER_PREFIX, GRACE_S, PARTITIONS, WINDOW_S, DrainWorkload
 from streams.core.aggregate import Aggregator, CoreConfig, SourceRecord
 from streams.core.pricing import MeterRule
-from streams.loadgen import DEFAULT_METERS
+from streams.loadgen.generate import DEFAULT_METERS
 from streams.runtime.local_state import MemoryBudget, PartitionState
 from streams.testing.memory_state import MemoryState
 

@@ -41,7 +41,7 @@ from benchmarks.common import (
     wait_until,
     worker_events,
 )
-from streams.loadgen_cli import make_producer
+from streams.loadgen.cli import make_producer
 from streams.testing.pipeline import PipelineEnv, _free_port
 
 THRESHOLD_MINOR = "1000"  # 10 USD

@@ -43,9 +43,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from streams.kafka_client import key_partition
-from streams.producer import UsageProducer, default_compression
-from streams.uuid7 import uuid7_str
+from streams.kafka.client import key_partition
+from streams.sdk.producer import UsageProducer, default_compression
+from streams.sdk.uuid7 import uuid7_str
 
 BATCH_BYTES = 512 * 1024
 

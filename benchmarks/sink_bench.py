@@ -37,7 +37,7 @@ from prometheus_client import CollectorRegistry
 
 from streams.config import MeterSettings, StripeSettings
 from streams.core.summaries import summary_id
-from streams.fakestripe import FakeStripe, FakeStripeConfig, Faults, MeterConfig
+from streams.fakes.stripe import FakeStripe, FakeStripeConfig, Faults, MeterConfig
 from streams.sink.dispatch import Dispatcher, Work
 from streams.sink.engines.stripe_meter import make_meter_event_client
 from streams.sink.kafka_io import Source
@@ -45,7 +45,7 @@ from streams.sink.metrics import SinkMetrics
 from streams.sink.model import MeterEvent, MeterEventClient
 from streams.sink.plan import Summary
 from streams.sink.ratelimit import TokenBucket
-from streams.sink.retry import Backoff
+from streams.util.backoff import Backoff
 
 HOUR_MS = 3_600_000
 METERS = {

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from streams.config import Settings, load_settings
 from streams.errors import ConfigError
-from streams.logs import setup_logging
+from streams.observability.logs import setup_logging
 
 __all__ = ["main"]
 
@@ -32,7 +32,7 @@ def _cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 def _cmd_topics_create(settings: Settings, args: argparse.Namespace) -> int:
     from aiokafka.errors import KafkaError
 
-    from streams.adapters.kafka_admin import create_topics
+    from streams.kafka.admin import create_topics
 
     try:
         result = asyncio.run(create_topics(settings))
@@ -85,13 +85,13 @@ def _cmd_usage(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _cmd_loadgen(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.loadgen_cli import run_loadgen
+    from streams.loadgen.cli import run_loadgen
 
     return run_loadgen(settings, args)
 
 
 def _cmd_alerts_tail(settings: Settings, args: argparse.Namespace) -> int:
-    from streams.alerts_tail import run_alerts_tail
+    from streams.alerts.tail import run_alerts_tail
 
     return run_alerts_tail(settings, args)
 

@@ -15,11 +15,11 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from streams.alerts_tail import format_alert
-from streams.compat import partitions_of
+from streams.alerts.tail import format_alert
 from streams.config import Settings
 from streams.core.money import EXACT
 from streams.demo.view import DemoState
+from streams.kafka.compat import partitions_of
 
 __all__ = ["Monitor"]
 
@@ -79,7 +79,7 @@ class Monitor:
 
     async def _topics(self) -> None:
         t = self.settings.topics
-        from streams.kafka_client import connection_options
+        from streams.kafka.client import connection_options
 
         consumer = AIOKafkaConsumer(**connection_options(self.settings.kafka), group_id=None,
                                     enable_auto_commit=False, auto_offset_reset="earliest",

@@ -46,7 +46,7 @@ from streams.config import Settings, load_settings
 from streams.demo.load import DemoLoad, demo_customers, plan_load
 from streams.demo.monitor import Monitor
 from streams.demo.view import DemoState, render, status_line
-from streams.errors import MeterstreamError
+from streams.errors import MeterstreamError, StripeSetupError
 
 __all__ = ["run_demo"]
 
@@ -247,7 +247,7 @@ async def _produce_customers(settings: Settings, ids: dict[str, str],
                              id_field: str = "stripe_customer_id") -> None:
     import orjson
 
-    from streams.loadgen_cli import make_producer
+    from streams.loadgen.cli import make_producer
 
     producer = make_producer(settings)
     await producer.start()
@@ -282,7 +282,7 @@ async def _run(args: argparse.Namespace, out: _Output, data_dir: Path, bootstrap
             return 1
     id_field = "stripe_customer_id"
     if metronome:
-        children.start("fakemetronome", [python, "-m", "streams.sink.engines.fakemetronome",
+        children.start("fakemetronome", [python, "-m", "streams.fakes.metronome",
                                          "--port", str(stripe_port)], env)
         ids = {c: f"acct_demo_{c.removeprefix('demo-')}" for c in customers}
         id_field = "metronome_ingest_alias"
@@ -290,13 +290,13 @@ async def _run(args: argparse.Namespace, out: _Output, data_dir: Path, bootstrap
         out.say(f"Metronome: the fake Metronome on {stripe_base} (engine metronome: usage "
                 "events through metronome-sdk)")
     elif stripe_key is None:
-        children.start("fakestripe", [python, "-m", "streams.fakestripe", "--port",
+        children.start("fakestripe", [python, "-m", "streams.fakes.stripe", "--port",
                                       str(stripe_port)], env)
         ids = {c: f"cus_demo_{c.removeprefix('demo-')}" for c in customers}
         out.say(f"Stripe: the fake Stripe on {stripe_base} (set STRIPE_API_KEY to use "
                 "Stripe test mode)")
     else:
-        from streams.demo.stripe_setup import StripeSetupError, create_demo_customers
+        from streams.demo.stripe_setup import create_demo_customers
 
         state.mode = "Stripe TEST MODE"
         out.say("Stripe: using Stripe TEST MODE (STRIPE_API_KEY is set); the demo creates "
@@ -328,7 +328,7 @@ async def _run(args: argparse.Namespace, out: _Output, data_dir: Path, bootstrap
     state.started = time.monotonic()
     state.phase = "load"
     async with monitor.running(), _view(out, state):
-        from streams.loadgen_cli import make_producer
+        from streams.loadgen.cli import make_producer
 
         producer = make_producer(settings)
         await producer.start()

@@ -55,7 +55,6 @@ import orjson
 
 from streams.config import Settings
 from streams.core.events import Rejection, UsageEvent, validate_event
-from streams.encode import Prepared
 from streams.errors import ImportSourceError
 from streams.importer.checkpoint import Checkpoint
 from streams.importer.formats import FileReader, Format, RowError, read_rows
@@ -63,7 +62,8 @@ from streams.importer.progress import ImportProgress
 from streams.importer.rejects import DlqRejects, FileRejects, Reject, RejectSink
 from streams.importer.sources import Source, SourceFile, content_digest, open_source
 from streams.importer.stripe_layout import StripeLayout, invert_customers
-from streams.producer import UsageProducer
+from streams.sdk.encode import Prepared
+from streams.sdk.producer import UsageProducer
 
 __all__ = ["ImportOptions", "ImportSummary", "Importer", "run_import"]
 

@@ -113,7 +113,7 @@ def build_app(settings: Settings) -> Components:
 
     @app.timer(SAMPLE_EVERY_S)  # type: ignore[untyped-decorator]
     async def sample_state_size() -> None:
-        from streams import metrics
+        from streams.observability import metrics
 
         size = await asyncio.to_thread(directory_size_bytes, w.state_dir)
         metrics.ROCKSDB_SIZE.set(size)

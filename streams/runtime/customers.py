@@ -17,7 +17,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.core.pricing import CustomerTerms, terms_from_record
-from streams.kafka_client import read_to_end
+from streams.kafka.client import read_to_end
 
 __all__ = ["CustomersTable"]
 

@@ -1,9 +1,9 @@
-"""Prometheus observations of one committed batch (streams.metrics holds the instruments)."""
+"""Prometheus observations of one committed batch (the instruments: streams.observability)."""
 
 from __future__ import annotations
 
-from streams import metrics
 from streams.core.aggregate import BatchResult
+from streams.observability import metrics
 
 __all__ = ["observe_batch"]
 

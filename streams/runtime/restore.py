@@ -25,8 +25,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.adapters.kafka_admin import CHANGELOG_DELETE_RETENTION_MS
-from streams.kafka_client import read_to_end
+from streams.kafka.admin import CHANGELOG_DELETE_RETENTION_MS
+from streams.kafka.client import read_to_end
 from streams.runtime.local_state import PartitionState
 
 __all__ = ["restore"]

@@ -28,7 +28,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from streams.core.money import format_decimal
 from streams.core.state import SpendRec, spend_key
 from streams.core.windows import period_of
-from streams.kafka_client import key_partition
+from streams.kafka.client import key_partition
 from streams.runtime.app import Components
 
 __all__ = ["FORWARDED_HEADER", "partition_of", "register_views", "usage_document"]

@@ -20,7 +20,7 @@ def run_worker(settings: Settings) -> int:
     """Run the worker until SIGTERM/SIGINT; return the process exit code."""
     import faust
 
-    from streams.logs import RetriedErrorsAreWarnings, setup_logging
+    from streams.observability.logs import RetriedErrorsAreWarnings, setup_logging
     from streams.runtime.app import build_app
     from streams.runtime.web import register_views
 

@@ -21,7 +21,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.config import KafkaSettings
-from streams.kafka_client import connection_options
+from streams.kafka.client import connection_options
 from streams.sink.kafka_io import partitions_of, start_when_reachable
 
 __all__ = ["ENGINE_ID_FIELDS", "CustomerDirectory", "CustomersReader", "HeldSummaries",

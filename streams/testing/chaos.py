@@ -3,9 +3,9 @@
 A :class:`ChaosRun` adds to a :class:`~streams.testing.pipeline.PipelineEnv` (topics and
 ``meterstream worker`` subprocesses) what a scenario needs around it:
 
-- an in-process :class:`~streams.fakestripe.FakeStripe` that accepts only ``stripe_key``
+- an in-process :class:`~streams.fakes.stripe.FakeStripe` that accepts only ``stripe_key``
   (so the key is really used, and a secrets scan of the logs means something), or, with
-  ``engine="metronome"``, a :class:`~streams.sink.engines.fakemetronome.FakeMetronome`
+  ``engine="metronome"``, a :class:`~streams.fakes.metronome.FakeMetronome`
   that accepts only that bearer token (the env's worker must then carry
   ``METERSTREAM_SINK__ENGINE=metronome`` too);
 - ``meterstream sink`` subprocesses (so they can be SIGKILLed), configured for the fake;
@@ -43,10 +43,10 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.config import Settings
-from streams.fakestripe import FakeStripe
-from streams.loadgen import GroundTruth, totals_from_summaries
+from streams.fakes.metronome import FakeMetronome
+from streams.fakes.stripe import FakeStripe
+from streams.loadgen.generate import GroundTruth, totals_from_summaries
 from streams.sink.engines import sink_group_id
-from streams.sink.engines.fakemetronome import FakeMetronome
 from streams.testing.distribution import free_ports
 from streams.testing.pipeline import PipelineEnv, WorkerProcess, read_topic
 from streams.testing.verdict import (
@@ -252,7 +252,7 @@ class ChaosRun:
         a test can clear the gate, await ``parked`` and know that nothing is in flight
         (the feed is not the subject of a broker outage; the producer SDK's spool is).
         """
-        from streams.kafka_client import connection_options
+        from streams.kafka.client import connection_options
 
         producer = AIOKafkaProducer(**connection_options(self.settings.kafka),
                                     enable_idempotence=True, acks="all", linger_ms=20,
@@ -372,7 +372,7 @@ class ChaosRun:
     # -- offsets ------------------------------------------------------------------------
 
     async def _consumer(self, group_id: str | None) -> AIOKafkaConsumer:
-        from streams.kafka_client import connection_options
+        from streams.kafka.client import connection_options
 
         consumer = AIOKafkaConsumer(**connection_options(self.settings.kafka),
                                     group_id=group_id, enable_auto_commit=False)

@@ -23,8 +23,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.compat import partitions_of
 from streams.config import KafkaSettings, Settings, load_settings
+from streams.kafka.compat import partitions_of
 
 __all__ = ["PipelineEnv", "WorkerProcess", "read_topic"]
 
@@ -114,7 +114,7 @@ class PipelineEnv:
                     os.environ[k] = v
 
     async def create_topics(self) -> None:
-        from streams.adapters.kafka_admin import create_topics
+        from streams.kafka.admin import create_topics
 
         await create_topics(self.settings())
 
@@ -144,7 +144,7 @@ class PipelineEnv:
 
         Connects like the workers do (``METERSTREAM_KAFKA__*`` in ``extra_env``: TLS, SASL).
         """
-        from streams.kafka_client import connection_options
+        from streams.kafka.client import connection_options
 
         settings = self.settings()
         producer = AIOKafkaProducer(
@@ -195,7 +195,7 @@ async def read_topic(
     still wrong. Each message dict gets ``_partition`` and ``_offset``.
     ``kafka``: connect with these settings (TLS, SASL) instead of plain ``bootstrap``.
     """
-    from streams.kafka_client import connection_options
+    from streams.kafka.client import connection_options
 
     connection: dict[str, Any] = (
         connection_options(kafka) if kafka is not None else {"bootstrap_servers": bootstrap}

@@ -2,7 +2,7 @@
 report row.
 
 :class:`Workload` is a generated record list (duplicates, late and invalid records, see
-:mod:`streams.loadgen`) with the ground truth it implies. :func:`ledger_diff` compares
+:mod:`streams.loadgen.generate`) with the ground truth it implies. :func:`ledger_diff` compares
 what the fake Stripe accepted with that truth per (customer, meter) and reports the
 shortfall (usage lost) and the excess (usage billed twice) separately, priced in minor
 units with the meters' rate card, exactly. :class:`ChaosReport` writes one row per
@@ -20,7 +20,7 @@ import orjson
 
 from streams.config import Settings
 from streams.core.money import EXACT
-from streams.loadgen import GroundTruth, WorkloadSpec, generate
+from streams.loadgen.generate import GroundTruth, WorkloadSpec, generate
 
 __all__ = ["ChaosReport", "LedgerDiff", "Workload", "assert_exact", "ledger_diff",
            "metronome_alias", "stripe_id"]

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from streams.fakestripe import FakeStripe, FakeStripeConfig
+from streams.fakes.stripe import FakeStripe, FakeStripeConfig
 from streams.testing.chaos import ChaosReport, ChaosRun
 from streams.testing.kafka_local import KafkaLocal
 from streams.testing.pipeline import PipelineEnv

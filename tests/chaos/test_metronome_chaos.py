@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.sink.engines.fakemetronome import FakeMetronome, FakeMetronomeConfig, Faults
+from streams.fakes.metronome import FakeMetronome, FakeMetronomeConfig, Faults
 from streams.sink.reconcile import reconcile
 from streams.testing.chaos import ChaosReport, ChaosRun, Workload, wait_ready
 from streams.testing.distribution import free_ports

@@ -2,7 +2,7 @@
 
 The whole pipeline runs on a private broker (SASL_SSL). Valid events (duplicates and
 late ones included: a duplicate is the same event id reported twice) go through the
-producer SDK (:class:`streams.producer.UsageProducer`, in-process, with its on-disk
+producer SDK (:class:`streams.sdk.producer.UsageProducer`, in-process, with its on-disk
 spool); the invalid records go raw to the topic, as a producer without the SDK would
 send them. Mid-stream the broker stops while the SDK keeps reporting: it notices,
 spools to disk, and once the broker is back replays the spool in order. The worker and
@@ -19,8 +19,8 @@ from pathlib import Path
 import orjson
 import pytest
 
-from streams.fakestripe import FakeStripe
-from streams.producer import UsageProducer
+from streams.fakes.stripe import FakeStripe
+from streams.sdk.producer import UsageProducer
 from streams.testing.chaos import ChaosReport, Workload, wait_ready
 from streams.testing.distribution import free_ports
 from streams.testing.kafka_local import KafkaLocal

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from streams.fakestripe import FakeStripe
+from streams.fakes.stripe import FakeStripe
 from streams.testing.chaos import ChaosReport, Workload, wait_ready
 from streams.testing.distribution import free_ports
 from streams.testing.kafka_local import KafkaLocal

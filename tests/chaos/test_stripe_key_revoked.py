@@ -16,7 +16,7 @@ import urllib.request
 
 import pytest
 
-from streams.fakestripe import FakeStripe
+from streams.fakes.stripe import FakeStripe
 from streams.testing.chaos import ChaosReport, SinkProcess, Workload, wait_ready
 from streams.testing.distribution import free_ports
 from streams.testing.pipeline import read_topic

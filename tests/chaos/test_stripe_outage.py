@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from streams.fakestripe import FakeStripe, Faults
+from streams.fakes.stripe import FakeStripe, Faults
 from streams.testing.chaos import ChaosReport, Workload, wait_ready
 from streams.testing.distribution import free_ports
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from streams.loadgen import GroundTruth, WorkloadSpec, generate, totals_from_summaries
+from streams.loadgen.generate import GroundTruth, WorkloadSpec, generate, totals_from_summaries
 from streams.testing.pipeline import PipelineEnv, WorkerProcess, read_topic
 
 EVENTS = 200_000

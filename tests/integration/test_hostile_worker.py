@@ -21,7 +21,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from streams.loadgen import totals_from_summaries
+from streams.loadgen.generate import totals_from_summaries
 from streams.runtime.records import TICK_HEADER
 from streams.testing.distribution import free_ports
 from streams.testing.hostile import HostileRecord, hostile_workload

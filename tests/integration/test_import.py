@@ -36,13 +36,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from moto.server import ThreadedMotoServer
 
-from streams.compat import partitions_of
 from streams.config import Settings, StripeSettings
 from streams.core.events import UsageEvent, decode_record
-from streams.fakestripe import FakeStripe, FakeStripeConfig, MeterConfig
+from streams.fakes.stripe import FakeStripe, FakeStripeConfig, MeterConfig
 from streams.importer.run import Importer, ImportOptions
 from streams.importer.sources import derived_event_id
-from streams.loadgen import totals_from_summaries
+from streams.kafka.compat import partitions_of
+from streams.loadgen.generate import totals_from_summaries
 from streams.sink.engines.stripe_meter import make_meter_event_client
 from streams.sink.sink import StripeSink
 from streams.testing.pipeline import PipelineEnv, read_topic

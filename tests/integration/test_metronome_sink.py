@@ -29,13 +29,13 @@ from streams.config import (
 )
 from streams.core.money import EXACT
 from streams.core.summaries import summary_id
-from streams.sink.engines import make_client
-from streams.sink.engines.fakemetronome import (
+from streams.fakes.metronome import (
     FakeCustomer,
     FakeMetronome,
     FakeMetronomeConfig,
     Faults,
 )
+from streams.sink.engines import make_client
 from streams.sink.engines.metronome import MetronomeClient
 from streams.sink.metrics import SinkMetrics
 from streams.sink.model import MeterEvent

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from streams.loadgen import GroundTruth, WorkloadSpec, generate
+from streams.loadgen.generate import GroundTruth, WorkloadSpec, generate
 from streams.testing.pipeline import PipelineEnv
 
 EVENTS = 2_000

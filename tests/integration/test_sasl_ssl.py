@@ -20,8 +20,8 @@ from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 
-from streams.loadgen import totals_from_summaries
-from streams.producer import UsageProducer
+from streams.loadgen.generate import totals_from_summaries
+from streams.sdk.producer import UsageProducer
 from streams.testing.kafka_local import KafkaLocal
 from streams.testing.pipeline import PipelineEnv, read_topic
 

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import aiohttp
 
-from streams.producer import UsageProducer
+from streams.sdk.producer import UsageProducer
 from streams.testing.distribution import free_ports
 from streams.testing.kafka_local import KafkaLocal
 from streams.testing.pipeline import PipelineEnv, read_topic
@@ -65,7 +65,7 @@ async def _wait_ready(session: aiohttp.ClientSession, port: int, timeout_s: floa
 
 def _start_fakestripe(tmp_path: Path, api_key: str) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streams.fakestripe", "--port", "0", "--api-key", api_key],
+        [sys.executable, "-m", "streams.fakes.stripe", "--port", "0", "--api-key", api_key],
         stdout=subprocess.PIPE, stderr=(tmp_path / "fakestripe.err").open("w"), text=True,
         cwd=tmp_path,
     )

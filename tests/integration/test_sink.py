@@ -42,7 +42,7 @@ from streams.config import (
 )
 from streams.core.money import EXACT
 from streams.core.summaries import summary_id
-from streams.fakestripe import FakeStripe, FakeStripeConfig, Faults, MeterConfig
+from streams.fakes.stripe import FakeStripe, FakeStripeConfig, Faults, MeterConfig
 from streams.sink.engines.stripe_meter import make_meter_event_client
 from streams.sink.metrics import SinkMetrics
 from streams.sink.plan import parse_summary, plan_values

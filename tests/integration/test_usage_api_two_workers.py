@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 
 from streams.core.windows import period_of
-from streams.loadgen import GroundTruth, WorkloadSpec, generate
+from streams.loadgen.generate import GroundTruth, WorkloadSpec, generate
 from streams.runtime.web import partition_of
 from streams.testing.distribution import free_ports
 from streams.testing.pipeline import PipelineEnv, WorkerProcess

@@ -1,4 +1,4 @@
-"""Contract tests of streams.compat: the installed aiokafka still has what it reaches for."""
+"""Contract tests of streams.kafka.compat: the installed aiokafka still has what it reaches for."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import asyncio
 import aiokafka
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from streams.compat import AIOKAFKA_CHECKED, aiokafka_version_checked, fail_pending_batches
+from streams.kafka.compat import AIOKAFKA_CHECKED, aiokafka_version_checked, fail_pending_batches
 
 
 def test_installed_aiokafka_is_a_checked_version() -> None:

@@ -21,7 +21,7 @@ import yaml
 
 from streams import cli
 from streams.config import load_settings
-from streams.fakestripe.__main__ import parse_args as fakestripe_args
+from streams.fakes.stripe.__main__ import parse_args as fakestripe_args
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
@@ -65,7 +65,7 @@ def test_meterstream_service_command_and_settings(name: str,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     service = SERVICES[name]
     command = service.get("command", [])
-    if service.get("entrypoint") == ["python", "-m", "streams.fakestripe"]:
+    if service.get("entrypoint") == ["python", "-m", "streams.fakes.stripe"]:
         cfg = fakestripe_args(command)
         assert cfg.port == 12111
         return

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from streams.config import Settings
-from streams.settings_table import BEGIN, END, markdown_table, replace_table
+from streams.config.table import BEGIN, END, markdown_table, replace_table
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,7 +18,7 @@ def test_readme_settings_table_is_generated_from_the_model() -> None:
     assert BEGIN in readme and END in readme
     assert replace_table(readme) == readme, (
         "README.md's settings table is out of date: run "
-        "python -m streams.settings_table --write README.md")
+        "python -m streams.config.table --write README.md")
 
 
 def test_every_setting_has_a_row_and_a_meaning() -> None:
@@ -36,7 +36,7 @@ def test_every_setting_has_a_row_and_a_meaning() -> None:
 
 
 def test_fake_stripe_has_help_and_a_docs_section() -> None:
-    out = subprocess.run([sys.executable, "-m", "streams.fakestripe", "--help"],
+    out = subprocess.run([sys.executable, "-m", "streams.fakes.stripe", "--help"],
                          capture_output=True, text=True, timeout=60, check=True).stdout
     for endpoint in ("/_fake/ledger", "/_fake/faults", "/_fake/errors", "/_fake/stats",
                      "/_fake/down"):
@@ -49,7 +49,7 @@ def test_fake_stripe_has_help_and_a_docs_section() -> None:
 
 
 def test_caught_up_signal() -> None:
-    from streams.metrics import CAUGHT_UP, caught_up
+    from streams.observability.metrics import CAUGHT_UP, caught_up
 
     assert CAUGHT_UP._name == "meterstream_caught_up"
     assert not caught_up({}, 100)

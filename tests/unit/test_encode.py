@@ -1,4 +1,4 @@
-"""streams.encode's fast path (typed arguments checked directly, JSON by template) agrees
+"""streams.sdk.encode's fast path (typed arguments checked directly, JSON by template) agrees
 with the reference path (wire dict, validate_event, orjson) on every input: the same
 bytes for an accepted event, the same EventValidationError otherwise."""
 
@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import streams.encode
+import streams.sdk.encode
 from streams.core.events import UsageEvent, validate_event
-from streams.encode import _encode_checked, encode_event
 from streams.errors import EventValidationError
+from streams.sdk.encode import _encode_checked, encode_event
 
 CUSTOMERS = ["c-1", 'quo"te', "back\\slash", "caf\u00e9", "\u6771\u4eac-7", "x" * 128]
 METERS = ["cpu_seconds", "gpu.hours-v2"]
@@ -96,7 +96,7 @@ def test_fast_path_is_taken_and_writes_orjson_bytes(monkeypatch: pytest.MonkeyPa
     def reference_path(*args: Any) -> None:
         raise AssertionError(f"not the fast path: {args}")
 
-    monkeypatch.setattr(streams.encode, "_encode_checked", reference_path)
+    monkeypatch.setattr(streams.sdk.encode, "_encode_checked", reference_path)
     for value in (Decimal("0.001"), Decimal(10**14), 0, "0.25"):
         encode_event("caf\u00e9", "cpu_seconds", value)
         encode_event("caf\u00e9", "cpu_seconds", value, 2**53 - 1, "x" * 128)

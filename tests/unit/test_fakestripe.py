@@ -14,7 +14,7 @@ import aiohttp
 import orjson
 import pytest
 
-from streams.fakestripe import FakeStripe, FakeStripeConfig, Faults, ManualClock, MeterConfig
+from streams.fakes.stripe import FakeStripe, FakeStripeConfig, Faults, ManualClock, MeterConfig
 
 KEY = "sk_test_fakestripe_unit"
 NOW = 1_795_000_000.0  # 2026-11-18T11:06:40Z
@@ -300,7 +300,7 @@ async def test_down_switch_and_admin_faults(http: aiohttp.ClientSession) -> None
 
 async def test_runs_as_a_process(http: aiohttp.ClientSession) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "streams.fakestripe", "--port", "0", "--fault-429", "1.0",
+        sys.executable, "-m", "streams.fakes.stripe", "--port", "0", "--fault-429", "1.0",
         "--seed", "3", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )

@@ -22,16 +22,16 @@ from streams.config import load_settings
 from streams.core.money import EXACT
 from streams.core.summaries import summary_id
 from streams.errors import ConfigError, PermanentSinkError, RetryableSinkError
-from streams.sink.customers import parse_customer_record
-from streams.sink.dispatch import Dispatcher, Work
-from streams.sink.engines import engine_meters, engine_problems, make_client, sink_group_id
-from streams.sink.engines.fakemetronome import (
+from streams.fakes.metronome import (
     FakeCustomer,
     FakeMetronome,
     FakeMetronomeConfig,
     Faults,
 )
-from streams.sink.engines.fakemetronome.api import OPTIONAL, REQUIRED
+from streams.fakes.metronome.api import OPTIONAL, REQUIRED
+from streams.sink.customers import parse_customer_record
+from streams.sink.dispatch import Dispatcher, Work
+from streams.sink.engines import engine_meters, engine_problems, make_client, sink_group_id
 from streams.sink.engines.metronome import (
     MetronomeClient,
     fetch_metronome_totals,
@@ -44,7 +44,7 @@ from streams.sink.model import MeterEvent
 from streams.sink.offsets import PartitionOffsets
 from streams.sink.plan import METRONOME_LIMITS, Summary
 from streams.sink.ratelimit import TokenBucket
-from streams.sink.retry import Backoff
+from streams.util.backoff import Backoff
 
 TOKEN = "mtr_test_" + "s3cr3t" * 4
 HOUR_MS = 3_600_000
@@ -315,7 +315,7 @@ def test_a_metronome_sink_without_a_token_stops_at_start_naming_the_setting() ->
 
 
 def test_the_fake_has_help_and_parses_its_options(capsys: pytest.CaptureFixture[str]) -> None:
-    from streams.sink.engines.fakemetronome.__main__ import parse_args
+    from streams.fakes.metronome.__main__ import parse_args
 
     with pytest.raises(SystemExit) as done:
         parse_args(["--help"])

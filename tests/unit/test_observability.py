@@ -19,7 +19,7 @@ import yaml
 from prometheus_client import REGISTRY, CollectorRegistry
 from prometheus_client.metrics_core import Metric
 
-import streams.metrics  # noqa: F401  (registers the aggregator's instruments)
+import streams.observability.metrics  # noqa: F401  (registers the aggregator's instruments)
 from streams.runtime.state_size import directory_size_bytes
 from streams.sink.metrics import default_metrics
 

@@ -17,11 +17,11 @@ import orjson
 import pytest
 from aiokafka.errors import KafkaConnectionError, KafkaTimeoutError
 
-from streams.encode import prepare_event
 from streams.errors import EventValidationError, ProducerError
-from streams.producer import UsageProducer, UsageReporter
-from streams.spool import Position, Spool, frame
-from streams.uuid7 import uuid7, uuid7_str, uuid7_timestamp_ms
+from streams.sdk.encode import prepare_event
+from streams.sdk.producer import UsageProducer, UsageReporter
+from streams.sdk.spool import Position, Spool, frame
+from streams.sdk.uuid7 import uuid7, uuid7_str, uuid7_timestamp_ms
 
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
@@ -451,7 +451,7 @@ async def test_crash_during_replay_is_at_least_once(tmp_path: Path) -> None:
     crashed = _producer(broker, tmp_path, replay_chunk_records=120)
     await crashed.start()
     await _until(lambda: broker.pending)
-    for task in crashed._tasks:  # the process dies: no close, no cursor update
+    for task in crashed._delivery._tasks:  # the process dies: no close, no cursor update
         task.cancel()
     crashed.spool.close()
     broker.fail()

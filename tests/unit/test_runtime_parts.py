@@ -8,7 +8,7 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from streams.logs import RetriedErrorsAreWarnings
+from streams.observability.logs import RetriedErrorsAreWarnings
 from streams.runtime.assignor import plan_assignment
 from streams.runtime.local_state import MemoryBudget, PartitionState
 

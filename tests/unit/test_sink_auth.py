@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 from streams.config import MeterSettings
 from streams.core.summaries import summary_id
 from streams.errors import PermanentSinkError
-from streams.fakestripe import FakeStripe, FakeStripeConfig, MeterConfig
+from streams.fakes.stripe import FakeStripe, FakeStripeConfig, MeterConfig
 from streams.sink.dispatch import Dispatcher, Work
 from streams.sink.engines.stripe_meter import StripeV1Client
 from streams.sink.kafka_io import Source
@@ -30,7 +30,7 @@ from streams.sink.model import MeterEvent, MeterEventClient
 from streams.sink.offsets import PartitionOffsets
 from streams.sink.plan import Summary
 from streams.sink.ratelimit import TokenBucket
-from streams.sink.retry import Backoff
+from streams.util.backoff import Backoff
 
 METERS = {m: MeterSettings(name=m, stripe_event_name=m) for m in ("cpu", "gpu")}
 HOUR_MS = 3_600_000

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from streams.config import StripeSettings
 from streams.errors import PermanentSinkError, RetryableSinkError
-from streams.fakestripe import FakeStripe, FakeStripeConfig, Faults, ManualClock
+from streams.fakes.stripe import FakeStripe, FakeStripeConfig, Faults, ManualClock
 from streams.sink.engines.stripe_meter import (
     DryRunClient,
     StripeV1Client,

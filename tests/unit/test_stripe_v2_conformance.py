@@ -33,7 +33,7 @@ from stripe.v2.billing import _meter_event_stream_service as stream_service
 
 from streams.config import MeterSettings
 from streams.core.summaries import summary_id
-from streams.fakestripe import FakeStripe, FakeStripeConfig
+from streams.fakes.stripe import FakeStripe, FakeStripeConfig
 from streams.sink.engines.stripe_meter import DryRunClient, StripeV2StreamClient
 from streams.sink.engines.stripe_requests import V2_STREAM_PATH, format_value
 from streams.sink.plan import Summary, plan_events

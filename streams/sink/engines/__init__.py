@@ -5,7 +5,7 @@ One engine per sink process, chosen by ``METERSTREAM_SINK__ENGINE``:
 - ``stripe`` (default): Stripe Billing Meters, in the mode ``STRIPE__MODE`` names (v1,
   v2 stream, dry-run); clients in :mod:`streams.sink.engines.stripe_meter`.
 - ``metronome``: Metronome's ``POST /v1/ingest`` (:mod:`streams.sink.engines.metronome`),
-  with its fake in :mod:`streams.sink.engines.fakemetronome`.
+  with its fake in :mod:`streams.fakes.metronome`.
 
 :func:`engine_profile` gives what the rest of the sink needs to know about the engine
 (limits, pacing, the secret to redact); :func:`make_client` builds the client. Two sinks

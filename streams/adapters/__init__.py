@@ -1,1 +1,0 @@
-"""Adapters: each wraps one third-party library behind a port of streams.ports."""

@@ -1,0 +1,1 @@
+"""Alert consumers: `meterstream alerts tail` reads the alerts topic."""

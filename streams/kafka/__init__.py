@@ -1,0 +1,1 @@
+"""Kafka: the client helpers, the admin, the compat reaches and the local broker."""

@@ -1,0 +1,2 @@
+"""The load generator (`meterstream loadgen`): Zipf customers, a target rate, and
+the exact expected totals."""

@@ -1,0 +1,1 @@
+"""Prometheus instruments and logging set-up, shared by every process."""
