@@ -161,13 +161,12 @@ _value_texts: dict[int, str] = {}
 def value_text(units: int) -> str:
     """``units_text(units, VALUE_SCALE)``, remembered: a window's total is formatted for its
     summary and again for its record, in the same batch. Bounded; cleared when full."""
-    try:
-        return _value_texts[units]
-    except KeyError:
+    text = _value_texts.get(units)  # (half the calls miss: no KeyError raised for them)
+    if text is None:
         if len(_value_texts) >= _VALUE_TEXT_MEMO:
             _value_texts.clear()
         text = _value_texts[units] = units_text(units, VALUE_SCALE)
-        return text
+    return text
 
 
 def text_units(text: str, scale: int) -> int:
