@@ -93,9 +93,11 @@ class MemoryBudget:
 _FILTER_BITS_PER_KEY = 32
 _FILTER_MIN_BITS_PER_KEY = 8
 _FILTER_MIN_KEYS = 1 << 16
-# At most 16 MiB a partition: a database with more keys than a filter this size can tell
-# apart (4 million at 32 bits) is read key by key, as without a filter.
-_FILTER_MAX_BITS = 1 << 27
+# At most 4 MiB a partition (beside RocksDB's own budget): a database with more keys than
+# a filter this size tells apart (a million at 32 bits a key, four at 8) is read key by
+# key, as without a filter. Dedup marks dominate the key count: a partition taking more
+# than about 24 events/s, held for a 48 h dedup horizon, outgrows it.
+_FILTER_MAX_BITS = 1 << 25
 
 
 class KeyFilter:
