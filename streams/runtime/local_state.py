@@ -112,7 +112,7 @@ class KeyFilter:
     def __init__(self, keys: int) -> None:
         n_bits = 1 << (max(keys, _FILTER_MIN_KEYS) * _FILTER_BITS_PER_KEY - 1).bit_length()
         self.at_most = n_bits >= _FILTER_MAX_BITS  # as large as a filter gets
-        n_bits = min(n_bits, _FILTER_MAX_BITS)
+        n_bits = max(8, min(n_bits, _FILTER_MAX_BITS))
         self._bits = bytearray(n_bits >> 3)
         self._mask = n_bits - 1
         self.added = 0
