@@ -22,7 +22,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from streams.core.cache import BatchCache, Kind
-from streams.core.money import EXACT, VALUE_SCALE, units_ceiling, units_text
+from streams.core.money import EXACT, VALUE_SCALE, units_ceiling, units_text, value_text
 from streams.core.pricing import CustomerTerms, Threshold, thresholds_for
 from streams.core.state import (
     PartitionRec,
@@ -102,8 +102,11 @@ class BatchSteps:
         self.periods: dict[int, tuple[str, int]] = {}
         # First touches in this batch: (customer, meter, ws) -> (window, spend, key).
         self.windows: dict[tuple[str, str, int], tuple[WindowRec, SpendAcc, str]] = {}
+        # The keys of the windows the batch's events name (built once, by the first pass).
+        self.window_keys: dict[tuple[str, str, int], str] = {}
         self.spends: dict[tuple[str, str], SpendAcc] = {}
         self.trigger_ms = NEVER
+        self.finals = self.corrections = 0  # summaries emitted (counted in the outcomes last)
         # A window start's records are deleted once the watermark passes this after it.
         self.window_span_ms = cfg.window_ms + cfg.max_age_ms + cfg.grace_ms
         # Redo the deletions the previous batch started: a crash may have cut them off.
@@ -150,13 +153,14 @@ class BatchSteps:
         (a crash may have kept the window record but lost the partition record).
         """
         cfg, cache, part = self.cfg, self.cache, self.part
-        wkey = window_key(self.p, ws, customer, meter)
+        names = (customer, meter, ws)
+        wkey = self.window_keys.get(names) or window_key(self.p, ws, customer, meter)
         w: WindowRec | None = cache.values.get(wkey)  # prefetched for the batch
         if w is None and wkey not in cache.values:
             w = cache.get(wkey, WindowRec.decode)
         if w is None:
-            w = WindowRec(customer, meter, ws,
-                          closed=ws + cfg.window_ms <= part.stream_ms - cfg.grace_ms)
+            w = WindowRec(customer, meter, ws, 0, 0, -1,
+                          ws + cfg.window_ms <= part.stream_ms - cfg.grace_ms)
         cache.put(wkey, Kind.WINDOW, w)
         starts = part.window_starts
         if not starts or starts[-1] != ws:
@@ -172,7 +176,7 @@ class BatchSteps:
                 if ws + cfg.window_ms + cfg.grace_ms < self.trigger_ms:
                     self.retrigger()
         entry = (w, self.touch_spend(customer, ws), wkey)
-        self.windows[(customer, meter, ws)] = entry
+        self.windows[names] = entry
         return entry
 
     def touch_spend(self, customer: str, ws: int) -> SpendAcc:
@@ -350,15 +354,17 @@ class BatchSteps:
 
     def _emit(self, w: WindowRec, seq: int, delta_units: int) -> None:
         rule = self.cfg.meters[w.meter]
-        total = units_text(w.value_units, VALUE_SCALE)
+        total = value_text(w.value_units)
         self.out.summaries.append(summary_dict(
             customer=w.customer, meter=w.meter, aggregation=rule.aggregation,
             window_start_ms=w.ws, window_ms=self.cfg.window_ms, seq=seq, total=total,
-            delta=total if delta_units == w.value_units else units_text(delta_units,
-                                                                         VALUE_SCALE),
+            delta=total if delta_units == w.value_units else value_text(delta_units),
             event_count=w.count, period=self.period(w.ws)[0], emitted_at_ms=self.now_ms,
         ))
-        self.out.outcomes["summary:final" if seq == 0 else "summary:correction"] += 1
+        if seq:
+            self.corrections += 1
+        else:
+            self.finals += 1
         w.emitted_seq = seq
         w.emitted_units = w.value_units
 

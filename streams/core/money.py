@@ -33,6 +33,7 @@ __all__ = [
     "to_units",
     "units_ceiling",
     "units_text",
+    "value_text",
 ]
 
 EXACT = Context(
@@ -151,6 +152,21 @@ def units_text(units: int, scale: int) -> str:
         digits = digits.rjust(scale + 1, "0")
     whole, fraction = digits[:-scale], digits[-scale:].rstrip("0")
     return f"{sign}{whole}.{fraction}" if fraction else sign + whole
+
+
+_VALUE_TEXT_MEMO = 8192
+_value_texts: dict[int, str] = {}
+
+
+def value_text(units: int) -> str:
+    """``units_text(units, VALUE_SCALE)``, remembered: a window's total is formatted for its
+    summary and again for its record, in the same batch. Bounded; cleared when full."""
+    text = _value_texts.get(units)  # (half the calls miss: no KeyError raised for them)
+    if text is None:
+        if len(_value_texts) >= _VALUE_TEXT_MEMO:
+            _value_texts.clear()
+        text = _value_texts[units] = units_text(units, VALUE_SCALE)
+    return text
 
 
 def text_units(text: str, scale: int) -> int:

@@ -15,13 +15,25 @@ work the aggregator does not need on the common path: no :class:`UsageEvent`, no
 
 The customer is the record key (a valid event's customer always equals it).
 
-How it stays exact: an element takes the fast path only when every field is in a shape
-the full rules accept outright (exactly the five fields; an ASCII printable id of 1..128
-characters; a customer equal to the key and already validated; a meter already validated;
-a value string in plain notation short enough that it cannot hold 16 significant digits,
-or an integer in range; an epoch ms integer in range or an RFC 3339 string). Anything else
-goes through :func:`streams.core.events.validate_event`, which decides and names the
-rejection. So the fast path only ever accepts what the full rules accept.
+One fast path, one exact fallback. msgspec (a C library) decodes the record straight
+into typed structs (:class:`_Event`: exactly the five fields, ``id``, ``customer`` and
+``meter`` strings, ``value`` and ``timestamp`` an int or a string), with no dict per event
+and no Python check of shapes and types; the struct's fields then take the checks below.
+If msgspec refuses the record for any reason (not JSON to it, another shape, a sixth field,
+a field of another type) or any event of it fails a check, the whole record goes the exact
+way: orjson and :func:`streams.core.events.validate_event` per event, which decides and
+names each rejection.
+
+How the fast path stays exact: it accepts an event only when every field is in a shape the
+full rules accept outright: an ASCII printable id of 1..128 characters; a customer equal to
+the key, which already passed the full rule (the memo); a meter that already passed it; a
+value string in plain notation short enough that it cannot hold 16 significant digits, or
+an integer in range; an epoch ms integer in range or an RFC 3339 string. Where msgspec's
+JSON reading could differ from orjson's (escapes, invalid UTF-8, huge integers), the
+checks close the gap: every string it hands over must be ASCII text, an RFC 3339 date or a
+member of a memo that only orjson-decoded, validated text enters, and every integer passes
+a range check. The agreement property test (tests/unit/test_scan_agreement.py) runs both
+decoders on arbitrary input.
 """
 
 from __future__ import annotations
@@ -29,6 +41,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Final
 
+import msgspec
 import orjson
 
 from streams.core.events import (
@@ -59,49 +72,31 @@ _ONE_UNIT: Final[int] = _POW[0]
 _SHORT_VALUE: Final = 15  # characters (16 with a point) that cannot exceed 15 digits
 
 
-def _units_of(raw: object) -> int | None:
-    """Units of a value in a shape the full rule accepts outright, else None."""
-    if type(raw) is str:
-        n = len(raw)
-        if not raw.isascii():
-            return None
-        whole, dot, fraction = raw.partition(".")
-        if n > _SHORT_VALUE and not (n == _SHORT_VALUE + 1 and dot):
-            return None
-        # isdigit() of ASCII text is [0-9]+ (and False for "")
-        if not whole.isdigit() or (whole[0] == "0" and len(whole) > 1):
-            return None
-        if dot:
-            if not fraction.isdigit():
-                return None
-            return int(whole + fraction) * _POW[len(fraction)]
-        return int(whole) * _ONE_UNIT
-    if type(raw) is int and 0 <= raw <= MAX_VALUE_INT:
-        return raw * _ONE_UNIT
-    return None
+class _Event(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """The five fields of an event without attributes, as msgspec decodes them."""
+
+    id: str
+    customer: str
+    meter: str
+    value: str | int
+    timestamp: str | int
 
 
-def _fast(obj: object, key: str, index: int) -> EventTuple | None:
-    """The event tuple of ``obj`` when it takes the fast path, else None."""
-    if type(obj) is not dict or len(obj) != 5:
+_decode_typed = msgspec.json.Decoder(_Event | list[_Event]).decode
+_DecodeFailed = msgspec.MsgspecError
+
+
+def _typed(ev: _Event, key: str, index: int) -> EventTuple | None:
+    """The event tuple of a decoded struct when every field is in a shape the full rules
+    accept outright (the caller has checked that ``key`` is a validated customer), else
+    None."""
+    id_ = ev.id
+    meter = ev.meter
+    if (not 0 < len(id_) <= MAX_ID_CHARS or not id_.isascii() or not id_.isprintable()
+            or ev.customer != key or meter not in _valid_meters):
         return None
-    try:
-        id_ = obj["id"]
-        customer = obj["customer"]
-        meter = obj["meter"]
-        raw_value = obj["value"]
-        ts = obj["timestamp"]
-    except KeyError:
-        return None
-    if (type(id_) is not str or not 0 < len(id_) <= MAX_ID_CHARS or not id_.isascii()
-            or not id_.isprintable()):
-        return None
-    # customer == key (a str) makes it a str; a validated one is in the memo
-    if customer != key or customer not in _valid_customers:
-        return None
-    if type(meter) is not str or meter not in _valid_meters:
-        return None
-    if type(raw_value) is str:
+    raw_value = ev.value
+    if isinstance(raw_value, str):
         n = len(raw_value)
         whole, dot, fraction = raw_value.partition(".")
         if (n <= _SHORT_VALUE or (n == _SHORT_VALUE + 1 and dot)) and raw_value.isascii() \
@@ -114,21 +109,17 @@ def _fast(obj: object, key: str, index: int) -> EventTuple | None:
                 return None
         else:
             return None
-    else:
-        found = _units_of(raw_value)
-        if found is None:
-            return None
-        units = found
-    if type(ts) is int:
-        if not 0 <= ts <= MAX_TIMESTAMP_MS:
-            return None
-    elif type(ts) is str:
-        ts = rfc3339_ms(ts)
-        if ts is None:
-            return None
+    elif 0 <= raw_value <= MAX_VALUE_INT:
+        units = raw_value * _ONE_UNIT
     else:
         return None
-    return (index, id_, meter, units, ts, None)
+    raw_ts = ev.timestamp
+    if isinstance(raw_ts, int):
+        if not 0 <= raw_ts <= MAX_TIMESTAMP_MS:
+            return None
+        return (index, id_, meter, units, raw_ts, None)
+    ts = rfc3339_ms(raw_ts)
+    return None if ts is None else (index, id_, meter, units, ts, None)
 
 
 def _from_event(index: int, ev: UsageEvent, element: object) -> EventTuple:
@@ -146,13 +137,23 @@ def scan_record(value: bytes | None, key: str
     if value is None or len(value) > MAX_RECORD_BYTES:
         return [], decode_record(value, key)[1]
     try:
+        decoded = _decode_typed(value)
+    except _DecodeFailed:
+        decoded = None
+    if decoded is not None and key in _valid_customers:
+        if isinstance(decoded, _Event):
+            ev = _typed(decoded, key, 0)
+            if ev is not None:
+                return (ev,), ()
+        elif 0 < len(decoded) <= MAX_PACKED_EVENTS:
+            typed = [_typed(d, key, i) for i, d in enumerate(decoded)]
+            if None not in typed:
+                return typed, ()  # type: ignore[return-value]  # no None in it
+    try:
         obj = orjson.loads(value)
     except orjson.JSONDecodeError:
         return [], decode_record(value, key)[1]
     if type(obj) is dict:
-        ev = _fast(obj, key, 0)
-        if ev is not None:
-            return (ev,), ()
         result = validate_event(obj, key)
         if isinstance(result, UsageEvent):
             return [_from_event(0, result, obj)], []
@@ -162,10 +163,6 @@ def scan_record(value: bytes | None, key: str
     out: list[EventTuple] = []
     rejections: list[Rejection] = []
     for index, element in enumerate(obj):
-        ev = _fast(element, key, index)
-        if ev is not None:
-            out.append(ev)
-            continue
         result = validate_event(element, key)
         if isinstance(result, UsageEvent):
             out.append(_from_event(index, result, element))

@@ -33,7 +33,7 @@ from decimal import Decimal
 
 import orjson
 
-from streams.core.money import VALUE_SCALE, text_units, units_text
+from streams.core.money import VALUE_SCALE, text_units, value_text
 
 __all__ = [
     "POS_SCALE",
@@ -118,9 +118,9 @@ class WindowRec:
     pending: bool = False
 
     def encode(self) -> bytes:
-        value = units_text(self.value_units, VALUE_SCALE) if self.value_units else "0"
+        value = value_text(self.value_units)
         emitted = (value if self.emitted_units == self.value_units
-                   else units_text(self.emitted_units, VALUE_SCALE))
+                   else value_text(self.emitted_units))
         return orjson.dumps(
             [self.customer, self.meter, self.ws, value, self.count, self.applied,
              self.closed, self.emitted_seq, emitted, self.pending]

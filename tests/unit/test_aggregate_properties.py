@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from streams.core.aggregate import Aggregator, CoreConfig, SourceRecord
 from streams.core.pricing import MeterRule
+from streams.core.state import dedup_key
 from streams.core.windows import period_of
 from streams.testing.memory_state import MemoryState
 
@@ -276,3 +277,25 @@ def test_packed_dead_letters_keep_each_event_as_encode_event_writes_it() -> None
         ev = validate_event(elements[d.index], "acme")
         assert isinstance(ev, UsageEvent)
         assert d.original == orjson.dumps(encode_event(ev))
+
+
+def test_dedup_marks_use_the_state_key_layout() -> None:
+    """The first pass builds dedup keys from cached prefixes: they are dedup_key's, for
+    single and packed records, also when a packed record spans two hours."""
+    def event(i: str, ts: int) -> dict[str, Any]:
+        return {"id": i, "customer": "c|3", "meter": "cpu", "value": "1", "timestamp": ts}
+
+    late = T0 + 3_600_000 + 1  # the next hour
+    records = [
+        SourceRecord(0, T0 + 1000, "c|3", orjson.dumps(event("a", T0))),
+        SourceRecord(1, late + 1000, "c|3", orjson.dumps(
+            [event("b", T0 + 5), event("c", late), event("d", T0 + 6)])),
+        SourceRecord(2, late + 1000, "c|3", orjson.dumps(event("e", late))),
+    ]
+    res = Aggregator(CONFIG).process(7, records, MemoryState(), now_ms=0)
+    marks = {k for k, v in res.writes if k.startswith("D|") and v is not None}
+    hour = T0 - T0 % 3_600_000
+    assert marks == {dedup_key(7, hour, "c|3", "a"), dedup_key(7, hour, "c|3", "b"),
+                     dedup_key(7, hour + 3_600_000, "c|3", "c"),
+                     dedup_key(7, hour, "c|3", "d"),
+                     dedup_key(7, hour + 3_600_000, "c|3", "e")}

@@ -25,8 +25,8 @@ def imports_of(path: Path) -> set[str]:
     return found
 
 
-def test_core_imports_only_stdlib_and_orjson() -> None:
-    allowed = set(sys.stdlib_module_names) | {"orjson", "streams"}
+def test_core_imports_only_stdlib_orjson_and_msgspec() -> None:
+    allowed = set(sys.stdlib_module_names) | {"orjson", "msgspec", "streams"}
     for path in sorted((STREAMS / "core").glob("*.py")):
         bad = imports_of(path) - allowed
         assert not bad, f"{path.name} imports {sorted(bad)}: core must stay pure"

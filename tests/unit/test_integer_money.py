@@ -28,6 +28,7 @@ from streams.core.money import (
     to_units,
     units_ceiling,
     units_text,
+    value_text,
 )
 from streams.core.pricing import MeterRule
 from streams.core.state import SpendRec, spend_key
@@ -82,6 +83,16 @@ def test_units_ceiling_is_the_least_enough(amount: Decimal, scale: int) -> None:
                            st.integers(0, 70))), st.integers(-5, 70))
 def test_units_text_is_format_decimal(units: int, scale: int) -> None:
     assert units_text(units, scale) == format_decimal(Decimal(units).scaleb(-scale, EXACT))
+
+
+@MONEY
+@given(st.lists(st.one_of(st.integers(-(10**90), 10**90),
+                          st.builds(lambda k: k * 10**59, st.integers(0, 10**6))),
+                min_size=1, max_size=50))
+def test_value_text_is_units_text_at_the_value_scale(many: list[int]) -> None:
+    """value_text's memo never changes an answer, cold or warm (twice each)."""
+    for units in many + many:
+        assert value_text(units) == units_text(units, VALUE_SCALE)
 
 
 T0 = 1_795_000_000_000 - 1_795_000_000_000 % 3_600_000

@@ -83,3 +83,66 @@ def test_packed_records_agree(data: st.DataObject) -> None:
                         b" {}", b'[{"id":1}]']))
 def test_broken_records_agree(value: bytes | None) -> None:
     assert_agree(value, "acme")
+
+
+# JSON text where msgspec's reading could differ from orjson's: the fast path (msgspec)
+# must give what the exact path (orjson) gives. Each is tried with warm memos, so that the
+# fast path is taken whenever msgspec accepts the text.
+_VALID = (b'{"id":"e-1","customer":"acme","meter":"cpu_seconds","value":"1.5",'
+          b'"timestamp":1700000000000}')
+_JSON_EDGES = [
+    _VALID,
+    _VALID.replace(b'"id":"e-1"', b'"id":"x","id":"e-1"'),  # duplicate key: last wins
+    _VALID.replace(b'"id":"e-1"', b'"id":"e-1","id":5'),
+    _VALID.replace(b'"e-1"', b'"\\ud800"'),  # lone surrogate escape
+    _VALID.replace(b'"e-1"', b'"\\u0065-1"'),  # escaped ASCII
+    _VALID.replace(b'"e-1"', b'"\xff"'),  # invalid UTF-8
+    _VALID.replace(b'"e-1"', b'"e\x01"'),  # raw control character
+    _VALID.replace(b'"e-1"', b'"\xc3\xa9"'),  # non-ASCII id
+    _VALID.replace(b"1700000000000", b"99999999999999999999999"),
+    _VALID.replace(b"1700000000000", b"-0"),
+    _VALID.replace(b"1700000000000", b"1.7e12"),
+    _VALID.replace(b"1700000000000", b"01700000000000"),
+    _VALID.replace(b"1700000000000", b"NaN"),
+    _VALID.replace(b"1700000000000", b"true"),
+    _VALID.replace(b'"1.5"', b"18446744073709551616"),
+    _VALID.replace(b'"1.5"', b"-1"),
+    _VALID.replace(b'"1.5"', b'"01.5"'),
+    _VALID.replace(b'"1.5"', b'"1."'),
+    _VALID.replace(b'"acme"', b'"ac\\u006de"'),
+    _VALID.replace(b'"cpu_seconds"', b'"cpu_second\\u0073"'),
+    _VALID.replace(b'"timestamp"', b'"timestamp","attributes":{}'),
+    _VALID[:-1] + b',}',
+    _VALID + b"x",
+    b" \n" + _VALID + b"\t",
+    b"\xef\xbb\xbf" + _VALID,
+    b"[" + _VALID + b"," + _VALID.replace(b"e-1", b"e-2") + b"]",
+    b"[" + _VALID + b",]",
+    b"[" + _VALID + b"," + _VALID.replace(b'"acme"', b'"other"') + b"]",
+    b"[" + _VALID + b"," + _VALID.replace(b'"1.5"', b"1.5") + b"]",
+    b"[" + _VALID + b",3]",
+    b"[[" + _VALID + b"]]",
+]
+
+
+@SCAN
+@given(st.sampled_from(_JSON_EDGES), st.data())
+def test_json_edge_cases_agree(value: bytes, data: st.DataObject) -> None:
+    scan_record(_VALID, "acme")  # warm the memos: the fast path is open
+    # and some byte-level damage on top
+    if data.draw(st.booleans()):
+        i = data.draw(st.integers(0, len(value) - 1))
+        value = value[:i] + data.draw(st.binary(min_size=0, max_size=2)) + value[i + 1:]
+    assert_agree(value, "acme")
+
+
+def test_the_fast_path_is_taken_for_clean_records() -> None:
+    """A clean record with warm memos decodes without keeping the JSON object (the fast
+    path's mark), single and packed."""
+    scan_record(_VALID, "acme")
+    events, rejections = scan_record(_VALID, "acme")
+    assert not rejections and [e[5] for e in events] == [None]
+    packed = b"[" + _VALID + b"," + _VALID.replace(b"e-1", b"e-2") + b"]"
+    events, rejections = scan_record(packed, "acme")
+    assert not rejections and [(e[0], e[1], e[5]) for e in events] == [
+        (0, "e-1", None), (1, "e-2", None)]
