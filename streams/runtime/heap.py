@@ -26,9 +26,9 @@ __all__ = ["TRIM_EVERY_S", "HeapTrimmer"]
 
 log = logging.getLogger(__name__)
 
-# Often enough that a drained backlog's buffers go back within seconds; each trim costs a
-# walk of the heap's free lists (about a millisecond here), off the event loop.
-TRIM_EVERY_S = 5.0
+# Often enough that a drained backlog's buffers go back within a second; each trim costs a
+# walk of the heap's free lists (a millisecond or two here), off the event loop.
+TRIM_EVERY_S = 1.0
 
 
 def _glibc_malloc_trim() -> Callable[[int], int] | None:
