@@ -21,7 +21,7 @@ from pathlib import Path
 
 import orjson
 
-from streams.testing.kafka_local import KafkaLocal
+from streams.kafka.local import KafkaLocal
 from streams.testing.pipeline import PipelineEnv
 
 METERS = ("cpu_seconds", "gpu_seconds", "memory_gb_seconds", "executions")

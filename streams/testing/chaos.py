@@ -45,9 +45,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from streams.config import Settings
 from streams.fakes.metronome import FakeMetronome
 from streams.fakes.stripe import FakeStripe
+from streams.kafka.local.process import free_ports
 from streams.loadgen.generate import GroundTruth, totals_from_summaries
 from streams.sink.engines import sink_group_id
-from streams.testing.distribution import free_ports
 from streams.testing.pipeline import PipelineEnv, WorkerProcess, read_topic
 from streams.testing.verdict import (
     ChaosReport,

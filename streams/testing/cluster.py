@@ -20,15 +20,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from streams.testing.distribution import (
-    KafkaLocalError,
-    fetch,
-    free_ports,
-    node_settings,
-    pinned_version,
-)
-from streams.testing.kafka_local import KafkaLocal
-from streams.testing.probe import broker_answers
+from streams.kafka.local import KafkaLocal, KafkaLocalError, fetch, free_ports, pinned_version
+from streams.kafka.local.probe import broker_answers
+from streams.kafka.local.properties import node_settings
 
 __all__ = ["docker_available", "kafka_cluster"]
 

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from streams.fakes.stripe import FakeStripe, FakeStripeConfig
+from streams.kafka.local import KafkaLocal
 from streams.testing.chaos import ChaosReport, ChaosRun
-from streams.testing.kafka_local import KafkaLocal
 from streams.testing.pipeline import PipelineEnv
 
 SCAN_TEST = "test_secrets_in_logs.py"

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 
 from streams.fakes.stripe import FakeStripe
+from streams.kafka.local import KafkaLocal
+from streams.kafka.local.process import free_ports
 from streams.testing.chaos import ChaosReport, Workload, wait_ready
-from streams.testing.distribution import free_ports
-from streams.testing.kafka_local import KafkaLocal
 
 FEED_S = 90
 DOWN_S = 15

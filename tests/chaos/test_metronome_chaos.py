@@ -29,9 +29,9 @@ from pathlib import Path
 import pytest
 
 from streams.fakes.metronome import FakeMetronome, FakeMetronomeConfig, Faults
+from streams.kafka.local.process import free_ports
 from streams.sink.reconcile import reconcile
 from streams.testing.chaos import ChaosReport, ChaosRun, Workload, wait_ready
-from streams.testing.distribution import free_ports
 from streams.testing.pipeline import PipelineEnv, read_topic
 
 FAULTS = Faults(rate_429=0.10, rate_500=0.06, rate_timeout=0.06, rate_drop=0.04,

@@ -20,10 +20,10 @@ import orjson
 import pytest
 
 from streams.fakes.stripe import FakeStripe
+from streams.kafka.local import KafkaLocal
+from streams.kafka.local.process import free_ports
 from streams.sdk.producer import UsageProducer
 from streams.testing.chaos import ChaosReport, Workload, wait_ready
-from streams.testing.distribution import free_ports
-from streams.testing.kafka_local import KafkaLocal
 
 DOWN_S = 15
 

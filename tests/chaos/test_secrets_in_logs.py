@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from streams.kafka.local import KafkaLocal
+from streams.kafka.local.process import free_ports
 from streams.testing.chaos import Workload, wait_ready
-from streams.testing.distribution import free_ports
-from streams.testing.kafka_local import KafkaLocal
 
 
 def find_secrets(path: Path, secrets: list[str]) -> list[str]:

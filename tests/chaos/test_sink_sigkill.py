@@ -20,9 +20,9 @@ import time
 import pytest
 
 from streams.fakes.stripe import FakeStripe
+from streams.kafka.local import KafkaLocal
+from streams.kafka.local.process import free_ports
 from streams.testing.chaos import ChaosReport, Workload, wait_ready
-from streams.testing.distribution import free_ports
-from streams.testing.kafka_local import KafkaLocal
 
 KILLS = 3
 # Per mode: the fake's hold of each call (s), and the sink's events per call (v2).

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
+from streams.kafka.local.process import free_ports
 from streams.testing.chaos import ChaosReport, Workload, wait_ready
-from streams.testing.distribution import free_ports
 
 FEED_S = 40
 

@@ -17,8 +17,8 @@ import urllib.request
 import pytest
 
 from streams.fakes.stripe import FakeStripe
+from streams.kafka.local.process import free_ports
 from streams.testing.chaos import ChaosReport, SinkProcess, Workload, wait_ready
-from streams.testing.distribution import free_ports
 from streams.testing.pipeline import read_topic
 
 REVOKED_S = 30

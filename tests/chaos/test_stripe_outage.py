@@ -17,8 +17,8 @@ import time
 import pytest
 
 from streams.fakes.stripe import FakeStripe, Faults
+from streams.kafka.local.process import free_ports
 from streams.testing.chaos import ChaosReport, Workload, wait_ready
-from streams.testing.distribution import free_ports
 
 FLAKY = Faults(rate_429=0.15, rate_500=0.05, rate_timeout=0.03, rate_drop=0.02,
                timeout_hold_s=3.0)

@@ -19,8 +19,8 @@ import time
 
 import pytest
 
+from streams.kafka.local.process import free_ports
 from streams.testing.chaos import ChaosReport, Workload, wait_ready
-from streams.testing.distribution import free_ports
 
 KILLS = 10
 FEED_S = 150

@@ -15,8 +15,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from streams.kafka.local import KafkaLocal
 from streams.sdk.producer import UsageProducer
-from streams.testing.kafka_local import KafkaLocal
 from streams.testing.topics import create_topic, unique_topic_name
 
 

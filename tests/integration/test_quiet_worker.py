@@ -23,7 +23,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from streams.testing.distribution import free_ports
+from streams.kafka.local.process import free_ports
 from streams.testing.pipeline import PipelineEnv
 
 pytestmark = pytest.mark.integration

@@ -28,9 +28,9 @@ from pathlib import Path
 
 import aiohttp
 
+from streams.kafka.local import KafkaLocal
+from streams.kafka.local.process import free_ports
 from streams.sdk.producer import UsageProducer
-from streams.testing.distribution import free_ports
-from streams.testing.kafka_local import KafkaLocal
 from streams.testing.pipeline import PipelineEnv, read_topic
 
 CUSTOMERS = ("c-secrets-1", "c-secrets-2")
