@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -25,46 +24,38 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from streams.config import KafkaSettings, Settings, load_settings
 from streams.kafka.compat import partitions_of
+from streams.kafka.local.process import (
+    LOOPBACK,
+    ChildProcess,
+    free_ports,
+    http_ok,
+    spawn,
+    wait_until_async,
+)
 
 __all__ = ["PipelineEnv", "WorkerProcess", "read_topic"]
 
 
-@dataclass
-class WorkerProcess:
-    """A ``meterstream worker`` subprocess."""
+class WorkerProcess(ChildProcess):
+    """A ``meterstream worker`` subprocess: its state dir and the port of its web server
+    (``/ready``, ``/metrics``, the usage API)."""
 
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    state_dir: Path
+    def __init__(self, proc: subprocess.Popen[bytes], log_path: Path, log_start: int, *,
+                 state_dir: Path, web_port: int) -> None:
+        super().__init__(proc, log_path, log_start)
+        self.state_dir = state_dir
+        self.web_port = web_port
 
-    def kill(self) -> None:
-        """SIGKILL: no flush, no commit, nothing finished."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.web_port}"
 
-    def stop(self, timeout_s: float = 60.0) -> int:
-        """SIGTERM and wait: a clean stop."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
-        return self.proc.returncode
-
-    def freeze(self) -> None:
-        """SIGSTOP: the process stops where it is (a GC pause, a VM migration, a stalled
-        disk), heartbeats included."""
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        """SIGCONT: the frozen process goes on from where it stopped."""
-        self.proc.send_signal(signal.SIGCONT)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
+    async def wait_ready(self, timeout_s: float = 240.0) -> float:
+        """Until ``/ready`` answers 200 (its tables are recovered); returns the seconds it
+        took. Fails with the worker's log if it exits first."""
+        url = f"{self.url}/ready"
+        return await wait_until_async(lambda: http_ok(url), timeout_s=timeout_s,
+                                      what=f"worker on port {self.web_port}", child=self)
 
 
 @dataclass
@@ -119,20 +110,20 @@ class PipelineEnv:
         await create_topics(self.settings())
 
     def start_worker(self, name: str = "w1", web_port: int = 0) -> WorkerProcess:
+        """Start a worker (its log ``worker-<name>.log``, its state ``state-<name>``, both
+        kept across restarts under the same name) on ``web_port`` (0: a free one)."""
         state_dir = self.workdir / f"state-{name}"
-        log_path = self.workdir / f"worker-{name}.log"
+        web_port = web_port or free_ports(1)[0]
         env = {**os.environ, **self.env,
                "METERSTREAM_WORKER__STATE_DIR": str(state_dir),
-               "METERSTREAM_WORKER__WEB_PORT": str(web_port or _free_port())}
-        log = log_path.open("ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streams", "worker"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
-        )
-        log.close()
-        wp = WorkerProcess(proc, log_path, state_dir)
-        self.workers.append(wp)
-        return wp
+               "METERSTREAM_WORKER__WEB_PORT": str(web_port)}
+        proc, log_start = spawn([sys.executable, "-m", "streams", "worker"],
+                                log_path=self.workdir / f"worker-{name}.log", env=env,
+                                cwd=self.workdir)
+        worker = WorkerProcess(proc, self.workdir / f"worker-{name}.log", log_start,
+                               state_dir=state_dir, web_port=web_port)
+        self.workers.append(worker)
+        return worker
 
     def stop_all(self) -> None:
         for w in self.workers:
@@ -166,15 +157,6 @@ class PipelineEnv:
         finally:
             await producer.stop()
         return n
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 async def read_topic(

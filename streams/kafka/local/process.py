@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Self
 
-__all__ = ["LOOPBACK", "ChildExitedError", "ChildProcess", "free_ports", "http_ok",
+__all__ = ["LOOPBACK", "ChildExitedError", "ChildProcess", "free_ports", "http_ok", "spawn",
            "wait_until", "wait_until_async"]
 
 LOOPBACK = "127.0.0.1"
@@ -50,6 +50,21 @@ class ChildExitedError(AssertionError):
     An AssertionError, so that a test waiting on a child fails (not errors) with the
     child's log in its message.
     """
+
+
+def spawn(argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None,
+          cwd: Path | None = None,
+          new_session: bool = False) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``argv`` appending its output to ``log_path``; the process, and where its
+    lines begin in the log. Wrap it in a :class:`ChildProcess` (or a subclass)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    log_start = log_path.stat().st_size if log_path.exists() else 0
+    with log_path.open("ab") as log:
+        proc = subprocess.Popen(
+            list(argv), env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            cwd=cwd, start_new_session=new_session)
+    return proc, log_start
 
 
 def _reap(proc: subprocess.Popen[bytes]) -> None:
@@ -83,14 +98,9 @@ class ChildProcess:
         reaches only this process, which passes it on. ``detach``: the child may outlive
         this object and this interpreter (a broker started from the command line).
         """
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        start = log_path.stat().st_size if log_path.exists() else 0
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                list(argv), env=dict(env) if env is not None else None,
-                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                cwd=cwd, start_new_session=new_session)
-        return cls(proc, log_path, start, detach=detach)
+        proc, log_start = spawn(argv, log_path=log_path, env=env, cwd=cwd,
+                                new_session=new_session)
+        return cls(proc, log_path, log_start, detach=detach)
 
     @property
     def pid(self) -> int:
@@ -157,7 +167,7 @@ class ChildProcess:
     def exited_error(self, what: str) -> ChildExitedError:
         """The failure to raise when ``what`` (this process) died on its own."""
         tail = self.log_tail()
-        hint = (" after a SIGTERM nobody here sent (another process on the machine?)"
+        hint = (" after a SIGTERM this test did not send (another process on the machine?)"
                 if "Signal received: 15" in tail else "")
         return ChildExitedError(f"the {what} exited with {self.proc.returncode}{hint}; "
                                 f"its log ends:\n{tail}")
