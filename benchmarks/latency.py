@@ -41,8 +41,9 @@ from benchmarks.common import (
     wait_until,
     worker_events,
 )
+from streams.kafka.local.process import free_ports
 from streams.loadgen.cli import make_producer
-from streams.testing.pipeline import PipelineEnv, _free_port
+from streams.testing.pipeline import PipelineEnv
 
 THRESHOLD_MINOR = "1000"  # 10 USD
 VALUE = "1250"  # gpu_seconds at 0.08 cents: 100 cents per event
@@ -104,7 +105,7 @@ async def run_one(bootstrap: str, workdir: Path, rate: int, p: LatencyParams,
     settings = env.settings()
     await env.create_topics()
     log_append = await _set_log_append_time(bootstrap, settings.topics.alerts)
-    port = _free_port()
+    (port,) = free_ports(1)
     worker = env.start_worker("lat", web_port=port)
     alerts: dict[str, tuple[int, int, int]] = {}
     stop, tail_ready = asyncio.Event(), asyncio.Event()

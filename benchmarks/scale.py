@@ -40,7 +40,8 @@ from benchmarks.common import (
     wait_until,
     worker_events,
 )
-from streams.testing.pipeline import PipelineEnv, WorkerProcess, _free_port
+from streams.kafka.local.process import free_ports
+from streams.testing.pipeline import PipelineEnv, WorkerProcess
 
 METERS = ("cpu_seconds", "gpu_seconds", "memory_gb_seconds", "executions")
 
@@ -75,7 +76,7 @@ async def run_one(bootstrap: str, workdir: Path, customers: int, p: ScaleParams,
     produce_s = await produce_records(bootstrap, topic, records)
     del records
     expected = customers * len(METERS)
-    port = _free_port()
+    (port,) = free_ports(1)
     launched = time.monotonic()
     worker = env.start_worker("s1", web_port=port)
     res: dict[str, Any] = {"customers": customers, "events": expected,

@@ -47,7 +47,8 @@ from streams.fakes.stripe import FakeStripe
 from streams.kafka.local.process import ChildProcess, free_ports, spawn, wait_until_async
 from streams.loadgen.generate import GroundTruth, totals_from_summaries
 from streams.sink.engines import sink_group_id
-from streams.testing.pipeline import PipelineEnv, WorkerProcess, read_topic
+from streams.testing.pipeline import PipelineEnv, WorkerProcess
+from streams.testing.readback import read_topic
 from streams.testing.verdict import (
     ChaosReport,
     LedgerDiff,

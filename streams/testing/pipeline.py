@@ -1,9 +1,9 @@
-"""Run the real pipeline in tests and benchmarks: worker processes, producing, reading back.
+"""The real pipeline in tests and benchmarks: its settings, worker processes, producing.
 
 A :class:`PipelineEnv` owns a unique set of topic names and an app id on a broker, the
-environment that configures ``meterstream`` processes for them, and helpers to produce
-a workload and to read output topics back. Workers run as real subprocesses (so they can
-be killed with SIGKILL).
+environment that configures ``meterstream`` processes for them, and a helper to produce
+a workload (streams.testing.readback reads output topics back). Workers run as real
+subprocesses (so they can be killed with SIGKILL).
 """
 
 from __future__ import annotations
@@ -12,18 +12,15 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
-from streams.config import KafkaSettings, Settings, load_settings
-from streams.kafka.compat import partitions_of
+from streams.config import Settings, load_settings
 from streams.kafka.local.process import (
     LOOPBACK,
     ChildProcess,
@@ -33,7 +30,7 @@ from streams.kafka.local.process import (
     wait_until_async,
 )
 
-__all__ = ["PipelineEnv", "WorkerProcess", "read_topic"]
+__all__ = ["PipelineEnv", "WorkerProcess"]
 
 
 class WorkerProcess(ChildProcess):
@@ -157,61 +154,3 @@ class PipelineEnv:
         finally:
             await producer.stop()
         return n
-
-
-async def read_topic(
-    bootstrap: str,
-    topic: str,
-    *,
-    until: Callable[[list[dict[str, Any]]], bool] | None = None,
-    quiet_s: float = 3.0,
-    timeout_s: float = 300.0,
-    kafka: KafkaSettings | None = None,
-    describe: Callable[[list[dict[str, Any]]], str] | None = None,
-) -> list[dict[str, Any]]:
-    """Read a JSON topic from the beginning.
-
-    Returns when ``until(messages)`` holds and nothing new arrived for ``quiet_s``, or
-    (without ``until``) when the topic was quiet for ``quiet_s``. Raises TimeoutError
-    after ``timeout_s``; ``describe(messages)``, if given, says in its message what is
-    still wrong. Each message dict gets ``_partition`` and ``_offset``.
-    ``kafka``: connect with these settings (TLS, SASL) instead of plain ``bootstrap``.
-    """
-    from streams.kafka.client import connection_options
-
-    connection: dict[str, Any] = (
-        connection_options(kafka) if kafka is not None else {"bootstrap_servers": bootstrap}
-    )
-    consumer = AIOKafkaConsumer(
-        **connection, enable_auto_commit=False, auto_offset_reset="earliest", group_id=None,
-    )
-    await consumer.start()
-    out: list[dict[str, Any]] = []
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        deadline = time.monotonic() + 30
-        while not parts and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-            parts = {tp.partition for tp in await partitions_of(consumer, topic)}
-        consumer.assign([TopicPartition(topic, p) for p in parts])
-        await consumer.seek_to_beginning()
-        deadline = time.monotonic() + timeout_s
-        last_new = time.monotonic()
-        while True:
-            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
-            for tp, msgs in batch.items():
-                for m in msgs:
-                    doc = orjson.loads(m.value) if m.value else {}
-                    doc["_partition"] = tp.partition
-                    doc["_offset"] = m.offset
-                    out.append(doc)
-                    last_new = time.monotonic()
-            done = until(out) if until is not None else True
-            if done and time.monotonic() - last_new >= quiet_s:
-                return out
-            if time.monotonic() > deadline:
-                detail = f": {describe(out)}" if describe is not None else ""
-                raise TimeoutError(f"{topic}: condition not met after {timeout_s}s "
-                                   f"({len(out)} messages read){detail}")
-    finally:
-        await consumer.stop()

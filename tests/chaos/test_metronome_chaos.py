@@ -29,7 +29,7 @@ import pytest
 
 from streams.fakes.metronome import FakeMetronome, FakeMetronomeConfig, Faults
 from streams.sink.reconcile import reconcile
-from streams.testing.pipeline import read_topic
+from streams.testing.readback import read_topic
 from streams.testing.verdict import Workload
 
 FAULTS = Faults(rate_429=0.10, rate_500=0.06, rate_timeout=0.06, rate_drop=0.04,

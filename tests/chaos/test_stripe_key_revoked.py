@@ -18,7 +18,7 @@ import pytest
 
 from streams.fakes.stripe import FakeStripe
 from streams.testing.chaos import SinkProcess
-from streams.testing.pipeline import read_topic
+from streams.testing.readback import read_topic
 from streams.testing.verdict import Workload
 
 REVOKED_S = 30
