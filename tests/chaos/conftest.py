@@ -134,10 +134,12 @@ def scenario(make_run: MakeRun, chaos_report: ChaosReport) -> MakeScenario:
 
 
 @pytest.fixture
-async def private_broker(tmp_path: Path) -> AsyncIterator[KafkaLocal]:
+async def private_broker(chaos_report: ChaosReport,
+                         tmp_path: Path) -> AsyncIterator[KafkaLocal]:
     """A broker of the test's own, with a SASL_SSL listener (the clients log in again after
     it restarts), for scenarios that stop it. Ask for it before ``scenario``: the run's
-    processes then stop while it still answers."""
+    processes then stop while it still answers. (It follows ``chaos_report``, so that the
+    scenario's wall time counts the broker's start, as it always has.)"""
     broker = KafkaLocal(tmp_path / "broker", sasl_ssl=True, heap_mb=384)
     await asyncio.to_thread(broker.start, 120)
     try:
