@@ -35,11 +35,11 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from benchmarks.common import (
     PARTITIONS,
-    http_get,
     percentile,
     proc_status,
     wait_until,
     worker_events,
+    worker_ready,
 )
 from streams.kafka.local.process import free_ports
 from streams.loadgen.cli import make_producer
@@ -117,8 +117,7 @@ async def run_one(bootstrap: str, workdir: Path, rate: int, p: LatencyParams,
     result: dict[str, Any] = {"offered_rate": rate, "duration_s": p.duration_s,
                               "log_append_time": log_append}
     try:
-        ready = await wait_until(lambda: http_get(f"http://127.0.0.1:{port}/ready")[0] == 200,
-                                 90, every_s=0.25)
+        ready = await wait_until(lambda: worker_ready(port), 90, every_s=0.25)
         if not ready:
             raise RuntimeError(f"worker not ready after 90 s (log: {worker.log_path})")
         now = int(time.time() * 1000)

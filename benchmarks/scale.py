@@ -34,11 +34,11 @@ import orjson
 from benchmarks.common import (
     PARTITIONS,
     dir_size,
-    http_get,
     proc_status,
     produce_records,
     wait_until,
     worker_events,
+    worker_ready,
 )
 from streams.kafka.local.process import free_ports
 from streams.testing.pipeline import PipelineEnv, WorkerProcess
@@ -160,9 +160,8 @@ async def _restarts(env: PipelineEnv, worker: WorkerProcess, port: int, topic: s
         log_start = worker.log_path.stat().st_size if worker.log_path.exists() else 0
         restart = time.monotonic()
         worker = env.start_worker("s1", web_port=port)
-        ready = await wait_until(
-            lambda: http_get(f"http://127.0.0.1:{port}/ready")[0] == 200,
-            p.recovery_timeout_s, every_s=0.1)
+        ready = await wait_until(lambda: worker_ready(port), p.recovery_timeout_s,
+                                 every_s=0.1)
         ready_s = time.monotonic() - restart if ready else None
         first_event_s = None
         if ready:
