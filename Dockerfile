@@ -1,6 +1,7 @@
 # meterstream: the worker, the Stripe sink, topic admin and the demo load generator in
-# one image. The entry point is the `meterstream` command (streams.cli); the compose file
-# picks the subcommand. Python modules run with `--entrypoint python`.
+# one image (the package with its `all` extra). The entry point is the `meterstream`
+# command (streams.cli); the compose file picks the subcommand. Python modules run with
+# `--entrypoint python`.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -11,7 +12,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY streams ./streams
-RUN pip install . \
+RUN pip install ".[all]" \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin meterstream \
     && mkdir -p /var/lib/meterstream \
     && chown meterstream /var/lib/meterstream

@@ -45,7 +45,7 @@ from streams.sink.metrics import SinkMetrics
 from streams.sink.model import MeterEvent, MeterEventClient
 from streams.sink.plan import Summary
 from streams.sink.ratelimit import TokenBucket
-from streams.sink.retry import Backoff
+from streams.util.backoff import Backoff
 
 HOUR_MS = 3_600_000
 METERS = {

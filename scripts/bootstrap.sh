@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything meterstream needs on a fresh machine, idempotently:
 #   Java 17 + Maven (for the Kafka broker jars), Go (for stripe-mock and helm), a
-#   virtualenv with the package and its dev extras, the Kafka jars from Maven Central,
+#   virtualenv with the package and its extras (METERSTREAM_EXTRAS, default dev: every
+#   part and the test tools; see pyproject.toml), the Kafka jars from Maven Central,
 #   stripe-mock, helm (for the chart's offline checks) and Debian's prometheus (promtool).
 # Re-running it is cheap: every step checks before it installs.
 set -euo pipefail

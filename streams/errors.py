@@ -9,11 +9,28 @@
     ├── ImportSourceError         an import source cannot be listed or read (a file, S3)
     ├── PartitionFencedError      another worker owns the partition now (its producer
     │                             fenced ours): drop the partition, write nothing for it
-    └── SinkError                 pushing a summary to Stripe failed
-        ├── RetryableSinkError    429, 5xx, timeouts, dropped connections: try again later
-        └── PermanentSinkError    any other 4xx: the summary goes to the summaries DLQ
-                                  (but 401/403, a refused key, holds every summary:
-                                  streams/sink/auth.py)
+    ├── SinkError                 pushing a summary to the billing engine failed
+    │   ├── RetryableSinkError    429, 5xx, timeouts, dropped connections: try again later
+    │   │   └── HeldForAuthError  a call refused for the key (401/403): held, retried after
+    │   │                         retry_after_s, never dead-lettered (streams/sink/auth.py)
+    │   ├── PermanentSinkError    any other 4xx: the summary goes to the summaries DLQ
+    │   └── PlanError             a summary that can never be sent (its value, its age):
+    │                             the summaries DLQ with its ``reason``, no call made
+    ├── WebhookRejectedError      ``alerts tail --webhook``: a 4xx that retrying cannot fix
+    ├── StripeSetupError          Stripe test mode cannot run the demo (live key, meters)
+    ├── FakeServerError           the fake Stripe and fake Metronome servers (streams/fakes/)
+    │   ├── ApiError              an error answer in Stripe's shape (fakes/stripe/wire.py)
+    │   ├── DuplicateIdentifierError  the fake Stripe ledger has the identifier already
+    │   ├── UnknownIdentifierError    the fake Stripe ledger has no such identifier
+    │   └── MetronomeApiError     an error answer in Metronome's shape (fakes/metronome/api.py)
+    └── the test harness's: KafkaLocalError (the local broker could not be fetched,
+        started or stopped), HelmMissingError, HelmError (the chart's offline checks)
+
+Every class is defined here except those whose code needs a library the SDK does not
+install (the fakes' error answers build aiohttp responses) and the test harness's; they
+subclass the class named above them where they are defined. A unit test
+(tests/unit/test_errors.py) fails when an exception class in ``streams`` is not under
+:class:`MeterstreamError` or not drawn here.
 
 Lower-layer errors (aiokafka, stripe, aiohttp) are translated at the boundary with
 ``raise ... from exc``. No message carries a secret: configuration errors name the setting
@@ -25,13 +42,18 @@ from __future__ import annotations
 __all__ = [
     "ConfigError",
     "EventValidationError",
+    "FakeServerError",
+    "HeldForAuthError",
     "ImportSourceError",
     "MeterstreamError",
     "PartitionFencedError",
     "PermanentSinkError",
+    "PlanError",
     "ProducerError",
     "RetryableSinkError",
     "SinkError",
+    "StripeSetupError",
+    "WebhookRejectedError",
 ]
 
 
@@ -78,7 +100,7 @@ class PartitionFencedError(MeterstreamError):
 
 
 class SinkError(MeterstreamError):
-    """Pushing a summary to Stripe failed."""
+    """Pushing a summary to the billing engine failed."""
 
 
 class RetryableSinkError(SinkError):
@@ -96,3 +118,29 @@ class PermanentSinkError(SinkError):
         self.status = status
         self.code = code
         super().__init__(message)
+
+
+class HeldForAuthError(RetryableSinkError):
+    """A call refused for the key: retried after ``retry_after_s``, never dead-lettered."""
+
+
+class PlanError(SinkError):
+    """A summary that can never be sent: it goes to the summaries DLQ with ``reason``."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        self.reason = reason
+        self.detail = detail[:500]
+        super().__init__(f"{reason}: {self.detail}")
+
+
+class WebhookRejectedError(MeterstreamError):
+    """The webhook answered a 4xx that retrying cannot fix."""
+
+
+class StripeSetupError(MeterstreamError):
+    """Stripe test mode cannot run the demo (live key, missing meters, API error)."""
+
+
+class FakeServerError(MeterstreamError):
+    """Raised inside the fake Stripe and fake Metronome servers (streams/fakes/): an error
+    answer for the client, or a ledger refusal the fake turns into one."""

@@ -22,7 +22,7 @@ import logging
 import random
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -33,28 +33,15 @@ from aiokafka.structs import OffsetAndMetadata
 
 from streams.config import Settings
 from streams.core.money import EXACT, format_decimal
+from streams.errors import WebhookRejectedError
+from streams.util.backoff import Backoff
 
-__all__ = ["Backoff", "WebhookRejectedError", "format_alert", "post_alert",
+__all__ = ["format_alert", "post_alert",
            "run_alerts_tail", "tail_alerts"]
 
 log = logging.getLogger(__name__)
 
 _SEEN_MAX = 1_000_000
-
-
-class WebhookRejectedError(Exception):
-    """The webhook answered a 4xx that retrying cannot fix."""
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Delay before retry ``attempt`` (1-based): uniform in [0, min(cap, base * 2**n))."""
-
-    base_s: float = 0.5
-    cap_s: float = 30.0
-
-    def delay_s(self, attempt: int, rng: random.Random) -> float:
-        return rng.uniform(0, min(self.cap_s, self.base_s * 2 ** (attempt - 1)))
 
 
 def _dollars(minor: object) -> str:
@@ -83,7 +70,6 @@ async def post_alert(
     alert_id: str,
     *,
     backoff: Backoff,
-    rng: random.Random,
 ) -> int:
     """POST until a 2xx; return the attempts it took. Raises WebhookRejectedError on a
     permanent 4xx."""
@@ -104,7 +90,7 @@ async def post_alert(
             why = f"HTTP {status}"
             if 400 <= status < 500 and status not in (408, 429):
                 raise WebhookRejectedError(f"webhook refused alert {alert_id}: {why}")
-        delay = backoff.delay_s(attempt, rng)
+        delay = backoff.delay_s(attempt - 1)
         log.warning("webhook delivery of alert %s failed (%s), attempt %d; retrying in %.2fs",
                     alert_id, why, attempt, delay)
         await asyncio.sleep(delay)
@@ -154,8 +140,9 @@ async def tail_alerts(
         isolation_level="read_committed",
         auto_offset_reset="earliest" if from_beginning else "latest",
     )
-    rng = random.Random(seed)
     backoff = backoff or Backoff()
+    if seed is not None:
+        backoff = replace(backoff, rng=random.Random(seed))
     seen: OrderedDict[str, None] = OrderedDict()
     handled = 0
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) if webhook else None
@@ -171,7 +158,7 @@ async def tail_alerts(
             for tp, records in batch.items():
                 for rec in records:
                     handled += await _handle(rec.value, seen, session, webhook, backoff,
-                                             rng, out)
+                                             out)
                     await consumer.commit({tp: OffsetAndMetadata(rec.offset + 1, "")})
                     if max_alerts is not None and handled >= max_alerts:
                         return handled
@@ -188,7 +175,6 @@ async def _handle(
     session: aiohttp.ClientSession | None,
     webhook: str | None,
     backoff: Backoff,
-    rng: random.Random,
     out: Callable[[str], None],
 ) -> int:
     """Handle one record; 1 when it was a new alert, else 0."""
@@ -206,7 +192,7 @@ async def _handle(
     if session is not None and webhook is not None:
         try:
             attempts = await post_alert(session, webhook, value or b"", alert_id,
-                                        backoff=backoff, rng=rng)
+                                        backoff=backoff)
         except WebhookRejectedError as exc:
             log.error("%s; skipping it", exc)
         else:

@@ -46,7 +46,7 @@ from streams.config import Settings, load_settings
 from streams.demo.load import DemoLoad, demo_customers, plan_load
 from streams.demo.monitor import Monitor
 from streams.demo.view import DemoState, render, status_line
-from streams.errors import MeterstreamError
+from streams.errors import MeterstreamError, StripeSetupError
 
 __all__ = ["run_demo"]
 
@@ -296,7 +296,7 @@ async def _run(args: argparse.Namespace, out: _Output, data_dir: Path, bootstrap
         out.say(f"Stripe: the fake Stripe on {stripe_base} (set STRIPE_API_KEY to use "
                 "Stripe test mode)")
     else:
-        from streams.demo.stripe_setup import StripeSetupError, create_demo_customers
+        from streams.demo.stripe_setup import create_demo_customers
 
         state.mode = "Stripe TEST MODE"
         out.say("Stripe: using Stripe TEST MODE (STRIPE_API_KEY is set); the demo creates "

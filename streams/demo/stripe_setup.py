@@ -12,13 +12,9 @@ from collections.abc import Sequence
 
 import stripe
 
-from streams.errors import MeterstreamError
+from streams.errors import StripeSetupError
 
-__all__ = ["StripeSetupError", "create_demo_customers"]
-
-
-class StripeSetupError(MeterstreamError):
-    """Stripe test mode cannot run the demo (live key, missing meters, API error)."""
+__all__ = ["create_demo_customers"]
 
 
 async def create_demo_customers(

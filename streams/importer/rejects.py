@@ -20,9 +20,7 @@ the rows).
 from __future__ import annotations
 
 import asyncio
-import base64
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Protocol
@@ -30,8 +28,9 @@ from typing import Any, BinaryIO, Protocol
 import orjson
 
 from streams.config import KafkaSettings
+from streams.kafka.dead_letter import dead_letter, file_source
 
-__all__ = ["DlqRejects", "FileRejects", "Reject", "RejectSink", "dead_letter_envelope"]
+__all__ = ["DlqRejects", "FileRejects", "Reject", "RejectSink"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,20 +53,6 @@ class RejectSink(Protocol):
     async def flush(self) -> None: ...
 
     async def close(self) -> None: ...
-
-
-def dead_letter_envelope(reject: Reject, *, now_ms: int | None = None) -> bytes:
-    """A dead-letter envelope v1 (stage ``import``) as JSON bytes."""
-    return orjson.dumps({
-        "schema": "dead_letter.v1",
-        "reason": reject.reason,
-        "detail": reject.detail[:500],
-        "source": {"file": reject.file, "line": reject.line, "key": reject.key,
-                   "index": None},
-        "original_b64": base64.b64encode(reject.original).decode("ascii"),
-        "failed_at_ms": now_ms if now_ms is not None else time.time_ns() // 1_000_000,
-        "stage": "import",
-    })
 
 
 class FileRejects:
@@ -123,7 +108,10 @@ class DlqRejects:
         key = reject.key.encode() if reject.key is not None else None
         # send() only enqueues; the future it returns resolves on the broker's ack.
         task = asyncio.ensure_future(self._producer.send(
-            self.topic, dead_letter_envelope(reject), key=key, headers=headers))
+            self.topic, dead_letter("import", reject.reason, reject.detail,
+                                    file_source(reject.file, reject.line, reject.key),
+                                    reject.original),
+            key=key, headers=headers))
         self._pending.append(task)
 
     async def flush(self) -> None:

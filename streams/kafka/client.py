@@ -2,8 +2,9 @@
 producers, consumers, the admin client), the producer's options, a forced stop, and
 sending a chunk of spooled records with per-record acknowledgement.
 
-The only other module that touches aiokafka's producer API is streams.sdk.producer (its hot
-path appends into aiokafka ``BatchBuilder`` objects directly).
+The only other modules that touch aiokafka's producer API are the SDK's: streams.sdk.producer
+(its hot path appends into aiokafka ``BatchBuilder`` objects directly) and
+streams.sdk.delivery (``send_batch``).
 """
 
 from __future__ import annotations

@@ -58,6 +58,7 @@ from streams.runtime.local_state import MemoryBudget, PartitionState
 from streams.runtime.observe import observe_batch
 from streams.runtime.records import TICK_HEADER, source_record_from_kafka
 from streams.runtime.restore import restore
+from streams.util.backoff import Backoff
 
 __all__ = ["EXIT_DATA_PLANE_FAILED", "DataPlane"]
 
@@ -66,8 +67,17 @@ log = logging.getLogger(__name__)
 # Exit status when the data plane cannot go on (EX_SOFTWARE): local state is consistent at
 # every instant, so the supervisor's restart resumes from the committed position.
 EXIT_DATA_PLANE_FAILED = 70
-_RESET_BACKOFF_S = (0.5, 1.0, 2.0, 5.0)
+# Taking a partition again while the broker is away: 0.5, 1, 2, 4, 5, 5... s (one worker
+# retrying alone, so no jitter).
+_RESET_BACKOFF = Backoff(base_s=0.5, cap_s=5.0, jitter=False)
 _GC_GEN0_THRESHOLD = 50_000
+# aiokafka fetches a partition again only once its buffer is drained, so what getmany
+# returns after a round was fetched when that round began: records that arrived during the
+# round would wait for the whole next round too. A second, short poll right after takes
+# what the fetch sent when the buffer drained has brought back (one round trip). A rebalance
+# between the two polls may join records from before and after a seek; the core skips every
+# record at or below a partition's applied offset, so the joined batch applies each once.
+_FRESH_POLL_MS = 5
 
 
 @dataclass(slots=True)
@@ -239,6 +249,12 @@ class DataPlane:
         while not self._stopping:
             fetched = await consumer.getmany(timeout_ms=self._batch_max_ms,
                                              max_records=self._batch_max_events)
+            if fetched:
+                room = self._batch_max_events - sum(len(m) for m in fetched.values())
+                if room > 0:
+                    fresh = await consumer.getmany(timeout_ms=_FRESH_POLL_MS, max_records=room)
+                    for tp, msgs in fresh.items():
+                        fetched.setdefault(tp, []).extend(msgs)
             if not fetched:
                 continue
             async with self._lock:
@@ -322,7 +338,7 @@ class DataPlane:
                 self._fenced(owned)
                 return
             except Exception as exc:
-                delay = _RESET_BACKOFF_S[min(attempt, len(_RESET_BACKOFF_S) - 1)]
+                delay = _RESET_BACKOFF.delay_s(attempt)
                 log.warning("partition %d: taking it again failed (%r); next try in %.1f s",
                             owned.partition, exc, delay)
                 attempt += 1
@@ -399,7 +415,7 @@ class DataPlane:
                     # partitions stay ours; try again rather than leave them unprocessed.
                     if self._stopping:
                         raise
-                    delay = _RESET_BACKOFF_S[min(attempt, len(_RESET_BACKOFF_S) - 1)]
+                    delay = _RESET_BACKOFF.delay_s(attempt)
                     log.warning("taking partitions %s failed (%r); next try in %.1f s",
                                 mine, exc, delay)
                     attempt += 1

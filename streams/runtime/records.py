@@ -9,34 +9,18 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 import orjson
 
-from streams.core.aggregate import BatchResult, DeadLetter, SourceRecord
+from streams.core.aggregate import BatchResult, SourceRecord
 from streams.core.events import MAX_TIMESTAMP_MS
+from streams.kafka.dead_letter import dead_letter, kafka_source
 from streams.runtime.ports import OutRecord
 
-__all__ = ["TICK_HEADER", "dead_letter_envelope", "output_records", "source_record_from_kafka"]
+__all__ = ["TICK_HEADER", "output_records", "source_record_from_kafka"]
 
 TICK_HEADER = "meterstream-tick"
-
-
-def dead_letter_envelope(
-    dl: DeadLetter, *, topic: str, partition: int, stage: str, now_ms: int
-) -> dict[str, Any]:
-    """A dead-letter envelope v1 (schemas/dead_letter.v1.json)."""
-    return {
-        "schema": "dead_letter.v1",
-        "reason": dl.reason,
-        "detail": dl.detail,
-        "source": {"topic": topic, "partition": partition, "offset": dl.offset,
-                   "key": dl.key, "index": dl.index},
-        "original_b64": base64.b64encode(dl.original).decode(),
-        "failed_at_ms": now_ms,
-        "stage": stage,
-    }
 
 
 def _tick_of(headers: Any) -> int | None:
@@ -75,11 +59,11 @@ def output_records(
         (a["customer"].encode(), orjson.dumps(a), ()) for a in result.alerts]
     dead: list[OutRecord] = []
     for dl in result.dead_letters:
-        envelope = dead_letter_envelope(dl, topic=events_topic, partition=partition,
-                                        stage="aggregator", now_ms=now_ms)
+        source = kafka_source(events_topic, partition, dl.offset, dl.key, dl.index)
         dead.append((
             dl.key.encode() if dl.key is not None else None,
-            orjson.dumps(envelope),
+            dead_letter("aggregator", dl.reason, dl.detail, source, dl.original,
+                        failed_at_ms=now_ms),
             (("reason", dl.reason.encode()),
              ("source", f"{events_topic}/{partition}/{dl.offset}".encode())),
         ))

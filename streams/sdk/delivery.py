@@ -1,10 +1,20 @@
-"""The delivery half of :class:`streams.sdk.producer.UsageProducer`: shipping batches,
-settling their acknowledgements, the switch to the spool, and the watchdog, recovery and
-replay loop (the guarantees are described in :mod:`streams.sdk.producer`).
+"""The delivery half of :class:`streams.sdk.producer.UsageProducer`: the Kafka client,
+shipping closed batches, settling their acknowledgements, the switch to the spool, and the
+watchdog, recovery and replay loop (the guarantees are described in
+:mod:`streams.sdk.producer`).
 
-:class:`_Delivery` is a base class of ``UsageProducer``, which creates every attribute
-declared here in its ``__init__`` and implements :meth:`_Delivery._connect` and
-:meth:`_Delivery._ship`.
+:class:`Delivery` is a collaborator of the producer, not a base class. The producer fills
+:class:`Batch` objects (its batching half: packs, open batches, linger) and hands each
+closed one to :meth:`Delivery.submit`; what it reads back is narrow: ``spooling``, the
+client (``kafka``, to create batches) and its ``partitions``, :meth:`Delivery.busy`,
+:meth:`Delivery.pending` and the waits. The delivery reaches back through three calls
+given at construction:
+
+- ``take_open()``: the producer's open batches, which the spool takes over (in partition
+  order) and the producer forgets;
+- ``on_idle(partition)``: the partition's last queued or in-flight batch settled (the
+  producer ships a batch that lingered meanwhile);
+- ``on_connected()``: a new client is up (the producer forgets its partition cache).
 """
 
 from __future__ import annotations
@@ -15,6 +25,7 @@ import logging
 import time
 from array import array
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,12 +34,17 @@ from aiokafka.errors import ProducerClosed
 from streams.errors import ProducerError
 from streams.kafka.client import force_stop, send_records
 from streams.sdk.spool import Position, Rescue, Spool, frame
+from streams.util.backoff import Backoff
+
+__all__ = ["Batch", "Delivery"]
 
 log = logging.getLogger("streams.sdk.producer")
 
+_REPLAY_BACKOFF_BASE_S = 0.1  # the first wait after a replay step that moved nothing
+
 
 @dataclass(slots=True, eq=False)
-class _Batch:
+class Batch:
     """One aiokafka batch of one partition, from its first record to its settlement."""
 
     partition: int
@@ -61,46 +77,189 @@ class _Batch:
         return b"".join(out)
 
 
+class Delivery:
+    """Ships batches to Kafka and, while Kafka is away, to the spool; replays the spool.
 
+    Not thread-safe: the producer's event loop only. Durations carry their unit.
+    """
 
-class _Delivery:
-    """Shipping, delivery, spooling and replay; mixed into UsageProducer."""
+    def __init__(
+        self,
+        topic: str,
+        spool: Spool,
+        *,
+        make_client: Callable[[], Any],
+        bootstrap_servers: str,
+        request_timeout_s: float,
+        max_batch_size: int,
+        max_pending_batches: int,
+        fsync_interval_s: float,
+        unreachable_after_s: float,
+        replay_chunk_records: int,
+        retry_backoff_max_s: float,
+        take_open: Callable[[], list[Batch]],
+        on_idle: Callable[[int], None],
+        on_connected: Callable[[], None],
+    ) -> None:
+        self.topic = topic
+        self.spool = spool
+        self._make_client = make_client
+        self._bootstrap_servers = bootstrap_servers
+        self._request_timeout_s = request_timeout_s
+        self._max_batch_size = max_batch_size
+        self.max_pending_batches = max_pending_batches
+        self._fsync_interval_s = fsync_interval_s
+        self.unreachable_after_s = unreachable_after_s
+        self._replay_chunk_records = replay_chunk_records
+        self._backoff = Backoff(base_s=_REPLAY_BACKOFF_BASE_S, cap_s=retry_backoff_max_s,
+                                jitter=False)
+        self._take_open = take_open
+        self._on_idle = on_idle
+        self._on_connected = on_connected
 
-    topic: str
-    spool: Spool
-    max_batch_size: int
-    max_pending_batches: int
-    fsync_interval_s: float
-    unreachable_after_s: float
-    replay_chunk_records: int
-    retry_backoff_max_s: float
-    _kafka: Any
-    _partitions: list[int]
-    _spooling: bool
-    _client_failed: bool
-    _open: dict[int, _Batch]
-    _batch_of: dict[bytes, _Batch]
-    _busy: dict[int, int]
-    _queue: deque[_Batch]
-    _inflight: dict[_Batch, None]
-    _rescue_waiting: dict[Rescue, int]
-    _linger_handle: asyncio.TimerHandle | None
-    _wake_shipper: asyncio.Event
-    _wake_keeper: asyncio.Event
-    _room: asyncio.Event
-    _changed: asyncio.Event
-    _replay_pos: Position
-    _replay_from: Position
-    _replay_acked: list[bool]
-    _replay_ends: list[Position]
+        self.kafka: Any = None  # an AIOKafkaProducer, or what make_client made
+        self.partitions: list[int] = []
+        # Whether events go to the spool: Kafka unreachable, or the spool not drained yet.
+        self.spooling = False
+        self._client_failed = False  # a batch failed: replace the client before replay
+        self._connect_failures = 0
+        self._busy: dict[int, int] = {}  # partition -> batches queued or in flight
+        self._queue: deque[Batch] = deque()
+        # Shipped, not yet settled; a dict for its order (the order batches were shipped).
+        self._inflight: dict[Batch, None] = {}
+        self._rescue_waiting: dict[Rescue, int] = {}
+        self._wake_shipper = asyncio.Event()
+        self._wake_keeper = asyncio.Event()
+        self._room = asyncio.Event()
+        self._changed = asyncio.Event()  # a batch settled or the spool drained
+        self._tasks: list[asyncio.Task[None]] = []
+        self._replay_pos = Position(0, 0)
+        self._replay_from = Position(-1, 0)  # the chunk in _replay_acked starts here
+        self._replay_acked: list[bool] = []
+        self._replay_ends: list[Position] = []
 
-    async def _connect(self) -> bool:
-        """Make sure a started client is there (UsageProducer implements it)."""
-        raise NotImplementedError
+    # -- what the producer calls -----------------------------------------------------
 
-    def _ship(self, batch: _Batch) -> None:
-        """Close an open batch and queue it for the ship loop (UsageProducer's)."""
-        raise NotImplementedError
+    async def start(self) -> None:
+        """Resume after the spool's cursor, connect (or spool), start the loops.
+
+        The spool must be open.
+        """
+        self._replay_pos = self.spool.cursor
+        if self.spool.has_data_after(self._replay_pos):
+            self.spooling = True
+        if not await self.connect():
+            self.spooling = True
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._ship_loop(), name="meterstream-producer-ship"),
+            loop.create_task(self._keeper_loop(), name="meterstream-producer-keeper"),
+            loop.create_task(self._fsync_loop(), name="meterstream-producer-fsync"),
+        ]
+
+    async def connect(self) -> bool:
+        """Make sure a started client is there; False (and no client) if Kafka is away."""
+        if self.kafka is not None:
+            return True
+        kafka = self._make_client()
+        try:
+            await asyncio.wait_for(kafka.start(), self._request_timeout_s)
+            partitions = sorted(await asyncio.wait_for(
+                kafka.partitions_for(self.topic), self._request_timeout_s))
+        except Exception as exc:  # any failure to connect: spool and retry later
+            # Once per outage at WARNING; the retries every few seconds at DEBUG.
+            log.log(logging.DEBUG if self._connect_failures else logging.WARNING,
+                    "kafka unreachable at %s (%s): spooling", self._bootstrap_servers,
+                    type(exc).__name__)
+            self._connect_failures += 1
+            with contextlib.suppress(Exception):
+                await force_stop(kafka)
+            return False
+        if self._connect_failures:
+            log.info("kafka reachable again at %s after %d failed attempt(s)",
+                     self._bootstrap_servers, self._connect_failures)
+        self._connect_failures = 0
+        self.kafka = kafka
+        self.partitions = partitions
+        self._on_connected()
+        return True
+
+    def submit(self, batch: Batch) -> None:
+        """Queue a closed batch for the ship loop; ``batch.done`` resolves when it settles
+        (acknowledged by Kafka, or handed to the spool)."""
+        partition = batch.partition
+        self._busy[partition] = self._busy.get(partition, 0) + 1
+        batch.done = asyncio.get_running_loop().create_future()
+        self._queue.append(batch)
+        self._wake_shipper.set()
+
+    def busy(self, partition: int) -> bool:
+        """Whether a batch of ``partition`` is queued or in flight."""
+        return bool(self._busy.get(partition))
+
+    def pending(self) -> int:
+        """Batches queued or in flight (not settled yet)."""
+        return len(self._queue) + len(self._inflight)
+
+    async def wait_room(self) -> None:
+        """Return once fewer than ``max_pending_batches`` batches are pending."""
+        while len(self._queue) + len(self._inflight) >= self.max_pending_batches:
+            self._room.clear()
+            await self._room.wait()
+
+    async def wait_settled(self) -> None:
+        """Return when every batch submitted so far has settled."""
+        waiters = [b.done for b in (*self._queue, *self._inflight) if b.done is not None]
+        if waiters:
+            await asyncio.gather(*waiters)
+
+    async def drain(self) -> None:
+        """Replay what the spool holds (if Kafka is there) and let in-flight batches
+        settle; the caller bounds the wait."""
+        while (self.spooling and self.kafka is not None) or self._inflight:
+            self._changed.clear()
+            self._wake_keeper.set()
+            await self._changed.wait()
+
+    async def stop(self) -> None:
+        """Spool what is still pending, stop the loops, keep the replay's acknowledged
+        prefix, stop the client. The caller syncs and closes the spool."""
+        if not self.spooling and (self._queue or self._inflight):
+            self.enter_spool("closing")
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._commit_acked_prefix()  # a replay cut short by close()
+        if self.kafka is not None:
+            await force_stop(self.kafka)
+
+    def enter_spool(self, reason: str) -> None:
+        """Switch to the spool, keeping the order: in flight, queued, open, packs later."""
+        if self.spooling:
+            return
+        log.warning("kafka unreachable (%s): spooling to %s", reason, self.spool.directory)
+        self.spooling = True
+        rescue = self.spool.begin_episode()
+        for batch in self._inflight:
+            batch.rescue = rescue
+            batch.rescue_range = rescue.append_framed(batch.framed())
+            if batch.done is not None and not batch.done.done():
+                batch.done.set_result(None)  # durable once the spool is synced
+        if self._inflight:
+            self._rescue_waiting[rescue] = len(self._inflight)
+        else:
+            rescue.seal()
+        pending = [*self._queue, *self._take_open()]
+        self._queue.clear()
+        self._busy.clear()
+        for batch in pending:
+            self.spool.append_framed(batch.framed())
+            if batch.done is not None and not batch.done.done():
+                batch.done.set_result(None)
+        self._room.set()
+        self._wake_keeper.set()
 
     # -- shipping and delivery -------------------------------------------------------
 
@@ -111,8 +270,8 @@ class _Delivery:
                 await self._wake_shipper.wait()
                 continue
             batch = self._queue.popleft()
-            kafka = self._kafka
-            assert kafka is not None and not self._spooling
+            kafka = self.kafka
+            assert kafka is not None and not self.spooling
             self._inflight[batch] = None
             batch.sent_at = time.monotonic()
             try:
@@ -124,27 +283,25 @@ class _Delivery:
                 continue
             future.add_done_callback(lambda f, b=batch: self._on_delivery(b, f))
 
-    def _on_delivery(self, batch: _Batch, future: asyncio.Future[Any]) -> None:
+    def _on_delivery(self, batch: Batch, future: asyncio.Future[Any]) -> None:
         exc = (ProducerClosed() if future.cancelled() else future.exception())
         self._settle(batch, exc)
 
-    def _settle(self, batch: _Batch, exc: BaseException | None) -> None:
+    def _settle(self, batch: Batch, exc: BaseException | None) -> None:
         if batch not in self._inflight:
             return
         if exc is not None:
             self._client_failed = True
             log.warning("a batch of %d record(s) to partition %d failed (%s): spooling",
                         batch.count, batch.partition, type(exc).__name__)
-            if not self._spooling:
-                self._enter_spool(type(exc).__name__)
+            if not self.spooling:
+                self.enter_spool(type(exc).__name__)
         del self._inflight[batch]
         partition = batch.partition
         busy = self._busy.get(partition, 0) - 1
         self._busy[partition] = max(busy, 0)
-        if busy <= 0 and not self._spooling:
-            lingering = self._open.get(partition)
-            if lingering is not None and self._linger_handle is None:
-                self._ship(lingering)  # its linger expired while the partition was busy
+        if busy <= 0 and not self.spooling:
+            self._on_idle(partition)
         rescue = batch.rescue
         if rescue is not None:
             if exc is None:
@@ -160,64 +317,37 @@ class _Delivery:
             self._room.set()
         self._changed.set()
 
-    def _enter_spool(self, reason: str) -> None:
-        """Switch to the spool, keeping the order: in flight, queued, open, packs later."""
-        if self._spooling:
-            return
-        log.warning("kafka unreachable (%s): spooling to %s", reason, self.spool.directory)
-        self._spooling = True
-        rescue = self.spool.begin_episode()
-        for batch in self._inflight:
-            batch.rescue = rescue
-            batch.rescue_range = rescue.append_framed(batch.framed())
-            if batch.done is not None and not batch.done.done():
-                batch.done.set_result(None)  # durable once the spool is synced
-        if self._inflight:
-            self._rescue_waiting[rescue] = len(self._inflight)
-        else:
-            rescue.seal()
-        pending = [*self._queue, *self._open.values()]
-        self._queue.clear()
-        self._open.clear()
-        self._batch_of.clear()
-        self._busy.clear()
-        for batch in pending:
-            self.spool.append_framed(batch.framed())
-            if batch.done is not None and not batch.done.done():
-                batch.done.set_result(None)
-        self._room.set()
-        self._wake_keeper.set()
-
     # -- background: watchdog, recovery and replay -----------------------------------
 
     async def _keeper_loop(self) -> None:
-        backoff_s = 0.1
+        idle_steps = 0  # replay steps in a row that moved nothing
         while True:
-            if not self._spooling:
+            if not self.spooling:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake_keeper.wait(), 0.5)
                 self._wake_keeper.clear()
                 now = time.monotonic()
-                if not self._spooling and any(
+                if not self.spooling and any(
                     now - b.sent_at > self.unreachable_after_s for b in self._inflight
                 ):
-                    self._enter_spool(f"no acknowledgement in {self.unreachable_after_s} s")
+                    self.enter_spool(f"no acknowledgement in {self.unreachable_after_s} s")
                 continue
+            delay_s = self._backoff.delay_s(idle_steps)
             try:
                 progressed = await self._replay_step()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # (keep retrying; the data is on disk)
                 log.warning("spool replay failed (%s: %s); retrying in %.1f s",
-                            type(exc).__name__, exc, backoff_s)
+                            type(exc).__name__, exc, delay_s)
                 progressed = False
             if progressed:
-                backoff_s = 0.1
+                idle_steps = 0
                 continue
             self._wake_keeper.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake_keeper.wait(), backoff_s)
-            backoff_s = min(backoff_s * 2, self.retry_backoff_max_s)
+                await asyncio.wait_for(self._wake_keeper.wait(), delay_s)
+            idle_steps += 1
 
     async def _replay_step(self) -> bool:
         """Replay one chunk of the spool; return whether anything moved."""
@@ -227,22 +357,22 @@ class _Delivery:
             # once the old client has nothing in flight.
             if self._inflight:
                 return False
-            kafka, self._kafka = self._kafka, None
+            kafka, self.kafka = self.kafka, None
             self._client_failed = False
             if kafka is not None:
                 with contextlib.suppress(Exception):
                     await force_stop(kafka)
-        if not await self._connect():
+        if not await self.connect():
             return False
-        chunk = self.spool.read(self._replay_pos, max_records=self.replay_chunk_records,
-                                max_bytes=8 * self.max_batch_size)
+        chunk = self.spool.read(self._replay_pos, max_records=self._replay_chunk_records,
+                                max_bytes=8 * self._max_batch_size)
         if not chunk.records:
             if chunk.end > self._replay_pos:
                 await self._commit(chunk.end)
                 return True
             if self._rescue_waiting or not self.spool.reset_if_drained():
                 return False  # in-flight batches of the episode are not settled yet
-            self._spooling = False
+            self.spooling = False
             self._replay_pos = self.spool.cursor
             self._changed.set()
             log.info("spool drained: sending to kafka directly again")
@@ -275,10 +405,10 @@ class _Delivery:
         self._replay_pos = position
 
     async def _send_chunk(self, records: list[tuple[bytes, bytes]], acked: list[bool]) -> None:
-        if not await send_records(self._kafka, self.topic, self._partitions, records, acked):
+        if not await send_records(self.kafka, self.topic, self.partitions, records, acked):
             self._client_failed = True
 
     async def _fsync_loop(self) -> None:
         while True:
-            await asyncio.sleep(self.fsync_interval_s)
+            await asyncio.sleep(self._fsync_interval_s)
             await self.spool.sync()

@@ -47,10 +47,8 @@ spooled events are replayed in order once Kafka answers again. Concretely:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,12 +62,11 @@ from streams.errors import ProducerError
 from streams.kafka.client import (
     client_options,
     default_compression,
-    force_stop,
     key_partition,
 )
-from streams.sdk.delivery import _Batch, _Delivery
+from streams.sdk.delivery import Batch, Delivery
 from streams.sdk.encode import EventValue, Prepared, Timestamp, encode_event
-from streams.sdk.spool import FsyncPolicy, Position, Rescue, Spool
+from streams.sdk.spool import FsyncPolicy, Spool
 from streams.sdk.uuid7 import uuid7_str
 
 if TYPE_CHECKING:
@@ -91,11 +88,15 @@ class _Pack:
     size: int = 1  # the bytes of the record "[e1,e2,...]" less its "]"
 
 
-class UsageProducer(_Delivery):
+class UsageProducer:
     """Validates, packs, batches and sends usage events; spools them while Kafka is away.
 
     Not thread-safe: use it from one event loop (threaded code: :class:`UsageReporter`).
     Sizes are in bytes, durations carry their unit in the name.
+
+    This class is the batching half (validation, packs, one open batch per partition,
+    linger); the delivery half (the client, shipping, the spool switch, replay) is its
+    :class:`streams.sdk.delivery.Delivery`.
     """
 
     def __init__(
@@ -140,50 +141,44 @@ class UsageProducer(_Delivery):
         self.max_batch_size = max_batch_size
         self.max_pending_batches = max_pending_batches
         self.compression = default_compression() if compression == "auto" else compression
-        self.fsync_interval_s = fsync_interval_ms / 1000
-        self.unreachable_after_s = unreachable_after_s
         self.request_timeout_ms = request_timeout_ms
         self.close_timeout_s = close_timeout_s
-        self.replay_chunk_records = replay_chunk_records
-        self.retry_backoff_max_s = retry_backoff_max_s
-        # The seam to Kafka: called with AIOKafkaProducer's keyword arguments; tests pass
-        # a small fake with start/stop/partitions_for/create_batch/send_batch.
-        self._client_factory = client_factory
         self.spool = Spool(spool_dir or _default_spool_dir(self.settings.client_id, topic),
                            fsync=fsync)
         self._fsync_always = fsync == "always"
+        # The seam to Kafka: client_factory is called with AIOKafkaProducer's keyword
+        # arguments; tests pass a small fake with start/stop/partitions_for/create_batch/
+        # send_batch.
+        self._delivery = Delivery(
+            topic, self.spool,
+            make_client=lambda: client_factory(**client_options(
+                self.settings, self.bootstrap_servers, compression=self.compression,
+                max_batch_size=max_batch_size, request_timeout_ms=request_timeout_ms)),
+            bootstrap_servers=self.bootstrap_servers,
+            request_timeout_s=request_timeout_ms / 1000,
+            max_batch_size=max_batch_size,
+            max_pending_batches=max_pending_batches,
+            fsync_interval_s=fsync_interval_ms / 1000,
+            unreachable_after_s=unreachable_after_s,
+            replay_chunk_records=replay_chunk_records,
+            retry_backoff_max_s=retry_backoff_max_s,
+            take_open=self._take_open,
+            on_idle=self._on_partition_idle,
+            on_connected=self._forget_partitions,
+        )
 
-        self._kafka: Any = None  # an AIOKafkaProducer, or what client_factory made
-        self._partitions: list[int] = []
         self._partition_of: dict[bytes, int] = {}
-        self._spooling = False
-        self._client_failed = False  # a batch failed: replace the client before replay
-        self._connect_failures = 0
         self._started = False
         self._accepting = False  # started and not closed: report() takes events
         self._closing = False
         self._closed = False
-        self._open: dict[int, _Batch] = {}
+        self._open: dict[int, Batch] = {}
         # The open batch of a record key: _emit's shortcut past partition and _open; emptied
         # whenever a batch is shipped or the spool takes over (so empty while spooling).
-        self._batch_of: dict[bytes, _Batch] = {}
-        self._busy: dict[int, int] = {}  # partition -> batches queued or in flight
-        self._queue: deque[_Batch] = deque()
-        # Shipped, not yet settled; a dict for its order (the order batches were shipped).
-        self._inflight: dict[_Batch, None] = {}
-        self._rescue_waiting: dict[Rescue, int] = {}
+        self._batch_of: dict[bytes, Batch] = {}
         self._packs: dict[str, _Pack] = {}
         self._linger_handle: asyncio.TimerHandle | None = None
         self._pack_handle: asyncio.TimerHandle | None = None
-        self._wake_shipper = asyncio.Event()
-        self._wake_keeper = asyncio.Event()
-        self._room = asyncio.Event()
-        self._changed = asyncio.Event()  # a batch settled or the spool drained
-        self._tasks: list[asyncio.Task[None]] = []
-        self._replay_pos = Position(0, 0)
-        self._replay_from = Position(-1, 0)  # the chunk in _replay_acked starts here
-        self._replay_acked: list[bool] = []
-        self._replay_ends: list[Position] = []
         self.events_reported = 0
 
     @classmethod
@@ -200,58 +195,19 @@ class UsageProducer(_Delivery):
         self._started = True
         self._accepting = True
         self.spool.open()
-        self._replay_pos = self.spool.cursor
-        if self.spool.has_data_after(self._replay_pos):
-            self._spooling = True
-        if not await self._connect():
-            self._spooling = True
-        loop = asyncio.get_running_loop()
-        self._tasks = [
-            loop.create_task(self._ship_loop(), name="meterstream-producer-ship"),
-            loop.create_task(self._keeper_loop(), name="meterstream-producer-keeper"),
-            loop.create_task(self._fsync_loop(), name="meterstream-producer-fsync"),
-        ]
+        await self._delivery.start()
         log.info(
             "usage producer started: topic=%s servers=%s compression=%s pack=%s spooling=%s",
-            self.topic, self.bootstrap_servers, self.compression, self.pack, self._spooling,
+            self.topic, self.bootstrap_servers, self.compression, self.pack,
+            self._delivery.spooling,
         )
-
-    async def _connect(self) -> bool:
-        if self._kafka is not None:
-            return True
-        kafka = self._client_factory(**client_options(
-            self.settings, self.bootstrap_servers, compression=self.compression,
-            max_batch_size=self.max_batch_size, request_timeout_ms=self.request_timeout_ms))
-        try:
-            await asyncio.wait_for(kafka.start(), self.request_timeout_ms / 1000)
-            partitions = sorted(await asyncio.wait_for(
-                kafka.partitions_for(self.topic), self.request_timeout_ms / 1000))
-        except Exception as exc:  # any failure to connect: spool and retry later
-            # Once per outage at WARNING; the retries every few seconds at DEBUG.
-            log.log(logging.DEBUG if self._connect_failures else logging.WARNING,
-                    "kafka unreachable at %s (%s): spooling", self.bootstrap_servers,
-                    type(exc).__name__)
-            self._connect_failures += 1
-            with contextlib.suppress(Exception):
-                await force_stop(kafka)
-            return False
-        if self._connect_failures:
-            log.info("kafka reachable again at %s after %d failed attempt(s)",
-                     self.bootstrap_servers, self._connect_failures)
-        self._connect_failures = 0
-        self._kafka = kafka
-        self._partitions = partitions
-        self._partition_of.clear()
-        return True
 
     async def flush(self) -> None:
         """Return when every event reported so far is acknowledged by Kafka or fsynced in
         the spool."""
         self._close_packs()
         self._ship_open()
-        waiters = [b.done for b in (*self._queue, *self._inflight) if b.done is not None]
-        if waiters:
-            await asyncio.gather(*waiters)
+        await self._delivery.wait_settled()
         await self.spool.sync()
 
     async def close(self) -> None:
@@ -266,16 +222,7 @@ class UsageProducer(_Delivery):
         except TimeoutError:
             log.warning("kafka did not acknowledge everything within %.1f s; the rest stays "
                         "in the spool %s", self.close_timeout_s, self.spool.directory)
-        if not self._spooling and (self._queue or self._inflight):
-            self._enter_spool("closing")
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self._commit_acked_prefix()  # a replay cut short by close()
-        if self._kafka is not None:
-            await force_stop(self._kafka)
+        await self._delivery.stop()
         self._closed = True
         self._accepting = False
         await self.spool.sync()
@@ -285,11 +232,7 @@ class UsageProducer(_Delivery):
 
     async def _drain(self) -> None:
         await self.flush()
-        # Replay what the spool holds (if Kafka is there) and let in-flight batches settle.
-        while (self._spooling and self._kafka is not None) or self._inflight:
-            self._changed.clear()
-            self._wake_keeper.set()
-            await self._changed.wait()
+        await self._delivery.drain()
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -304,7 +247,7 @@ class UsageProducer(_Delivery):
     @property
     def spooling(self) -> bool:
         """Whether events currently go to the spool (Kafka unreachable or spool draining)."""
-        return self._spooling
+        return self._delivery.spooling
 
     # -- the hot path ----------------------------------------------------------------
 
@@ -342,8 +285,9 @@ class UsageProducer(_Delivery):
                 batch.lengths.append(len(payload))
             else:
                 self._emit(key, payload)  # (a full builder refuses the record again)
-        if len(self._queue) + len(self._inflight) >= self.max_pending_batches or (
-            self._spooling and self._fsync_always
+        delivery = self._delivery
+        if delivery.pending() >= self.max_pending_batches or (
+            delivery.spooling and self._fsync_always
         ):
             await self.wait_accepted()
         reported = self.events_reported = self.events_reported + 1
@@ -356,9 +300,10 @@ class UsageProducer(_Delivery):
     async def wait_accepted(self) -> None:
         """Apply backpressure (too many unacknowledged batches) and, while spooling with
         the ``always`` policy, wait for the fsync of the events accepted so far."""
-        if len(self._queue) + len(self._inflight) >= self.max_pending_batches:
-            await self._wait_room()
-        if self._spooling and self.spool.fsync_policy == "always":
+        delivery = self._delivery
+        if delivery.pending() >= self.max_pending_batches:
+            await delivery.wait_room()
+        if delivery.spooling and self.spool.fsync_policy == "always":
             await self.spool.sync()
 
     def accept(self, prepared: Prepared) -> None:
@@ -396,21 +341,15 @@ class UsageProducer(_Delivery):
         self._packed_bytes -= pk.size - 1
         self._emit(pk.key, b"".join((b"[", b",".join(pk.parts), b"]")))
 
-    async def _wait_room(self) -> None:
-        while len(self._queue) + len(self._inflight) >= self.max_pending_batches:
-            self._room.clear()
-            await self._room.wait()
-
     def _emit(self, key: bytes, value: bytes) -> None:
         batch = self._batch_of.get(key)
         if batch is None:
-            if self._spooling:
+            if self._delivery.spooling:
                 self.spool.append(((key, value),))
                 return
             partition = self._partition_of.get(key)
             if partition is None:
-                partitions = self._partitions
-                partition = key_partition(key, partitions)
+                partition = key_partition(key, self._delivery.partitions)
                 self._partition_of[key] = partition
             batch = self._open.get(partition)
             if batch is None:
@@ -427,23 +366,21 @@ class UsageProducer(_Delivery):
         batch.lengths.append(len(key))
         batch.lengths.append(len(value))
 
-    def _new_batch(self, partition: int) -> _Batch:
-        assert self._kafka is not None
-        batch = _Batch(partition, self._kafka.create_batch())
+    def _new_batch(self, partition: int) -> Batch:
+        kafka = self._delivery.kafka
+        assert kafka is not None
+        batch = Batch(partition, kafka.create_batch())
         self._open[partition] = batch
         if self._linger_handle is None:
             self._linger_handle = asyncio.get_running_loop().call_later(
                 self._linger_s, self._on_linger)
         return batch
 
-    def _ship(self, batch: _Batch) -> None:
+    def _ship(self, batch: Batch) -> None:
         del self._open[batch.partition]
         self._batch_of.clear()
-        self._busy[batch.partition] = self._busy.get(batch.partition, 0) + 1
         batch.builder.close()
-        batch.done = asyncio.get_running_loop().create_future()
-        self._queue.append(batch)
-        self._wake_shipper.set()
+        self._delivery.submit(batch)
 
     def _ship_open(self) -> None:
         for batch in list(self._open.values()):
@@ -454,9 +391,27 @@ class UsageProducer(_Delivery):
         # until that one settles (_settle ships it then): under load batches fill up
         # instead of leaving every linger_ms as a trickle, idle latency stays linger_ms.
         self._linger_handle = None
+        delivery = self._delivery
         for batch in list(self._open.values()):
-            if not self._busy.get(batch.partition):
+            if not delivery.busy(batch.partition):
                 self._ship(batch)
+
+    # -- what the delivery calls -----------------------------------------------------
+
+    def _take_open(self) -> list[Batch]:
+        """The spool takes the open batches over: hand them out, forget them."""
+        batches = list(self._open.values())
+        self._open.clear()
+        self._batch_of.clear()
+        return batches
+
+    def _on_partition_idle(self, partition: int) -> None:
+        lingering = self._open.get(partition)
+        if lingering is not None and self._linger_handle is None:
+            self._ship(lingering)  # its linger expired while the partition was busy
+
+    def _forget_partitions(self) -> None:
+        self._partition_of.clear()  # a new client: the topic's partitions may have changed
 
     def _on_pack_timer(self) -> None:
         self._pack_handle = None

@@ -22,10 +22,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from streams.errors import PermanentSinkError, RetryableSinkError
+from streams.errors import HeldForAuthError, PermanentSinkError
 from streams.sink.metrics import SinkMetrics
 
-__all__ = ["AUTH_STATUSES", "AuthGate", "HeldForAuthError", "is_auth_refusal"]
+__all__ = ["AUTH_STATUSES", "AuthGate", "is_auth_refusal"]
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +35,6 @@ AUTH_STATUSES = frozenset({401, 403})
 def is_auth_refusal(exc: PermanentSinkError) -> bool:
     """Stripe refused the credentials, not the request."""
     return exc.status in AUTH_STATUSES
-
-
-class HeldForAuthError(RetryableSinkError):
-    """A call refused for the key: retried after ``retry_after_s``, never dead-lettered."""
 
 
 class AuthGate:

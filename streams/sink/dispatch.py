@@ -34,21 +34,26 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from streams.config import MeterSettings
-from streams.errors import PermanentSinkError, RetryableSinkError
-from streams.sink.auth import AuthGate, HeldForAuthError, is_auth_refusal
+from streams.errors import (
+    HeldForAuthError,
+    PermanentSinkError,
+    PlanError,
+    RetryableSinkError,
+)
+from streams.sink.auth import AuthGate, is_auth_refusal
 from streams.sink.kafka_io import Source
 from streams.sink.metrics import SinkMetrics
 from streams.sink.model import MeterEvent, MeterEventClient
 from streams.sink.plan import (
     STRIPE_LIMITS,
     EngineLimits,
-    PlanError,
     Summary,
     build_events,
     plan_values,
 )
 from streams.sink.ratelimit import PairLocks, TokenBucket
-from streams.sink.retry import Backoff, retry_forever
+from streams.sink.retry import retry_forever
+from streams.util.backoff import Backoff
 
 __all__ = ["DONE_IDS_MAX", "Dispatcher", "Work"]
 

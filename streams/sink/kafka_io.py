@@ -4,25 +4,22 @@ its end, the DLQ writer."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError
 
 from streams.config import KafkaSettings
 from streams.kafka.client import connection_options
 from streams.kafka.compat import partitions_of
-from streams.sink.retry import Backoff
+from streams.kafka.dead_letter import dead_letter, kafka_source
+from streams.util.backoff import Backoff
 
 __all__ = [
     "DeadLetterWriter",
     "Source",
-    "dead_letter_envelope",
     "partitions_of",
     "read_to_end",
     "start_when_reachable",
@@ -89,29 +86,6 @@ class Source:
     key: str | None
 
 
-def dead_letter_envelope(
-    source: Source, original: bytes, reason: str, detail: str, *, now_ms: int | None = None
-) -> bytes:
-    """A dead-letter envelope v1 (stage ``sink``) as JSON bytes."""
-    return orjson.dumps(
-        {
-            "schema": "dead_letter.v1",
-            "reason": reason,
-            "detail": detail[:500],
-            "source": {
-                "topic": source.topic,
-                "partition": source.partition,
-                "offset": source.offset,
-                "key": source.key,
-                "index": None,
-            },
-            "original_b64": base64.b64encode(original).decode("ascii"),
-            "failed_at_ms": now_ms if now_ms is not None else int(time.time() * 1000),
-            "stage": "sink",
-        }
-    )
-
-
 class DeadLetterWriter:
     """Writes envelopes to the summaries DLQ; :meth:`write` returns once Kafka acked."""
 
@@ -131,7 +105,8 @@ class DeadLetterWriter:
         await self._producer.stop()
 
     async def write(self, source: Source, original: bytes, reason: str, detail: str) -> None:
-        value = dead_letter_envelope(source, original, reason, detail)
+        value = dead_letter("sink", reason, detail, kafka_source(
+            source.topic, source.partition, source.offset, source.key), original)
         headers = [("reason", reason.encode()), ("source", source.topic.encode())]
         key = source.key.encode() if source.key is not None else None
         await self._producer.send_and_wait(self.topic, value, key=key, headers=headers)

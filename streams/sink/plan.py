@@ -72,7 +72,7 @@ from streams.core.horizons import (
     SINK_PAST_MARGIN_S,
 )
 from streams.core.money import EXACT, significant_digits
-from streams.errors import RetryableSinkError
+from streams.errors import PlanError, RetryableSinkError
 from streams.sink.model import MeterEvent
 
 __all__ = [
@@ -84,7 +84,6 @@ __all__ = [
     "STRIPE_MAX_FUTURE_S",
     "STRIPE_MAX_PAST_S",
     "EngineLimits",
-    "PlanError",
     "PlannedValues",
     "Summary",
     "build_events",
@@ -129,15 +128,6 @@ METRONOME_LIMITS = EngineLimits("metronome", ENGINE_HORIZON_S["metronome"],
 _WINDOW_S = {"hour": 3600, "day": 86_400}
 _PLAIN_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _SCHEMA = "meter_summary.v1"
-
-
-class PlanError(Exception):
-    """A summary that can never be sent: it goes to the summaries DLQ with ``reason``."""
-
-    def __init__(self, reason: str, detail: str) -> None:
-        self.reason = reason
-        self.detail = detail[:500]
-        super().__init__(f"{reason}: {self.detail}")
 
 
 @dataclass(frozen=True, slots=True)

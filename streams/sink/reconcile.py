@@ -32,10 +32,11 @@ from typing import TextIO
 
 from streams.config import MetronomeSettings, Settings, StripeSettings
 from streams.core.money import EXACT, format_decimal
+from streams.errors import PlanError
 from streams.sink.customers import CustomerDirectory, parse_customer_record
 from streams.sink.engines import engine_meters
 from streams.sink.kafka_io import read_to_end
-from streams.sink.plan import PlanError, parse_summary
+from streams.sink.plan import parse_summary
 
 __all__ = ["Difference", "ReconcileResult", "StripeTotals", "period_bounds_ms", "reconcile"]
 

@@ -1,4 +1,5 @@
-"""Retry policy: exponential backoff with full jitter, forever, on retryable errors only.
+"""Retry policy: exponential backoff with full jitter (:class:`streams.util.backoff.Backoff`),
+forever, on retryable errors only.
 
 Why forever: a retryable error (429, 5xx, timeout, dropped connection) says "later", and
 giving up would mean either dropping usage or sending it to the DLQ for a human to replay.
@@ -14,40 +15,15 @@ next run sends it again under the same identifier.
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 from streams.errors import RetryableSinkError
+from streams.util.backoff import Backoff
 
-__all__ = ["Backoff", "retry_forever"]
+__all__ = ["retry_forever"]
 
 T = TypeVar("T")
-# A Retry-After beyond this is not trusted blindly: we look again after 5 minutes.
-MAX_RETRY_AFTER_S = 300.0
-
-
-@dataclass(slots=True)
-class Backoff:
-    """Full-jitter exponential backoff: attempt n waits uniform(0, min(cap, base * 2**n)).
-
-    Full jitter (AWS architecture blog, "Exponential Backoff And Jitter") spreads the
-    retries of many pairs that failed together, which is what a 429 burst needs. A
-    ``Retry-After`` from Stripe is a floor: we never come back sooner than asked.
-    """
-
-    base_s: float = 0.5
-    cap_s: float = 30.0
-    rng: random.Random = field(default_factory=random.Random)
-
-    def delay_s(self, attempt: int, retry_after_s: float | None = None) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (0-based)."""
-        ceiling = min(self.cap_s, self.base_s * (2 ** min(attempt, 62)))
-        delay = self.rng.uniform(0, ceiling)
-        if retry_after_s is not None and retry_after_s > 0:
-            delay = max(delay, min(retry_after_s, MAX_RETRY_AFTER_S))
-        return delay
 
 
 async def retry_forever(

@@ -48,7 +48,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from streams.config import Settings
-from streams.errors import ConfigError
+from streams.errors import ConfigError, PlanError
 from streams.kafka.client import connection_options
 from streams.sink.customers import CustomerDirectory, CustomersReader, HeldSummaries
 from streams.sink.dispatch import Dispatcher, Work
@@ -57,9 +57,9 @@ from streams.sink.kafka_io import DeadLetterWriter, Source, start_when_reachable
 from streams.sink.metrics import SinkMetrics, default_metrics
 from streams.sink.model import MeterEventClient
 from streams.sink.offsets import PartitionOffsets
-from streams.sink.plan import PlanError, parse_summary
+from streams.sink.plan import parse_summary
 from streams.sink.ratelimit import TokenBucket
-from streams.sink.retry import Backoff
+from streams.util.backoff import Backoff
 
 __all__ = ["StripeSink"]
 

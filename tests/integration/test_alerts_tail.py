@@ -18,8 +18,9 @@ import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from streams.alerts.tail import Backoff, tail_alerts
+from streams.alerts.tail import tail_alerts
 from streams.testing.pipeline import PipelineEnv
+from streams.util.backoff import Backoff
 
 
 def _alert(n: int, customer: str) -> dict[str, Any]:

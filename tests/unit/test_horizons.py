@@ -12,8 +12,9 @@ from streams.config import Settings, effective_max_age_ms, load_settings
 from streams.core.aggregate import Aggregator, CoreConfig, SourceRecord
 from streams.core.horizons import ENGINE_HORIZON_S, SINK_PAST_MARGIN_S, max_age_ms_for
 from streams.core.pricing import MeterRule
+from streams.errors import PlanError
 from streams.sink.engines import engine_meters, engine_profile
-from streams.sink.plan import PlanError, parse_summary, plan_events, timestamp_for
+from streams.sink.plan import parse_summary, plan_events, timestamp_for
 from streams.testing.memory_state import MemoryState
 
 DAY_MS = 86_400_000

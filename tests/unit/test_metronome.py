@@ -44,7 +44,7 @@ from streams.sink.model import MeterEvent
 from streams.sink.offsets import PartitionOffsets
 from streams.sink.plan import METRONOME_LIMITS, Summary
 from streams.sink.ratelimit import TokenBucket
-from streams.sink.retry import Backoff
+from streams.util.backoff import Backoff
 
 TOKEN = "mtr_test_" + "s3cr3t" * 4
 HOUR_MS = 3_600_000

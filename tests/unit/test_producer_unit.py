@@ -451,7 +451,7 @@ async def test_crash_during_replay_is_at_least_once(tmp_path: Path) -> None:
     crashed = _producer(broker, tmp_path, replay_chunk_records=120)
     await crashed.start()
     await _until(lambda: broker.pending)
-    for task in crashed._tasks:  # the process dies: no close, no cursor update
+    for task in crashed._delivery._tasks:  # the process dies: no close, no cursor update
         task.cancel()
     crashed.spool.close()
     broker.fail()

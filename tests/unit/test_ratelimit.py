@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 
 from streams.errors import PermanentSinkError, RetryableSinkError
 from streams.sink.ratelimit import PairLocks, TokenBucket
-from streams.sink.retry import Backoff, retry_forever
+from streams.sink.retry import retry_forever
+from streams.util.backoff import Backoff
 
 
 class FakeTime:

@@ -30,7 +30,7 @@ from streams.sink.model import MeterEvent, MeterEventClient
 from streams.sink.offsets import PartitionOffsets
 from streams.sink.plan import Summary
 from streams.sink.ratelimit import TokenBucket
-from streams.sink.retry import Backoff
+from streams.util.backoff import Backoff
 
 METERS = {m: MeterSettings(name=m, stripe_event_name=m) for m in ("cpu", "gpu")}
 HOUR_MS = 3_600_000

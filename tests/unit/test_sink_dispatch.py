@@ -21,7 +21,7 @@ from streams.sink.model import MeterEvent
 from streams.sink.offsets import PartitionOffsets
 from streams.sink.plan import Summary
 from streams.sink.ratelimit import TokenBucket
-from streams.sink.retry import Backoff
+from streams.util.backoff import Backoff
 
 HOUR_MS = 3_600_000
 NOW_MS = 1_795_000_000_000

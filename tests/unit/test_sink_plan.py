@@ -12,12 +12,11 @@ from hypothesis import strategies as st
 from streams.config import MeterSettings
 from streams.core.money import EXACT, significant_digits
 from streams.core.summaries import summary_id
-from streams.errors import RetryableSinkError
+from streams.errors import PlanError, RetryableSinkError
 from streams.sink.plan import (
     MAX_DIGITS,
     STRIPE_MAX_FUTURE_S,
     STRIPE_MAX_PAST_S,
-    PlanError,
     Summary,
     canonical,
     identifier_base,

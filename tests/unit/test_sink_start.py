@@ -10,7 +10,7 @@ from aiokafka.errors import KafkaConnectionError
 
 from streams.kafka.local.process import free_ports
 from streams.sink.kafka_io import start_when_reachable
-from streams.sink.retry import Backoff
+from streams.util.backoff import Backoff
 
 FAST = Backoff(base_s=0.01, cap_s=0.02)
 

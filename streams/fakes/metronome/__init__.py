@@ -5,14 +5,9 @@ in-process and by the demo as a process
 options, docs/metronome.md the admin API).
 """
 
+from streams.fakes.faults import Faults, ManualClock
 from streams.fakes.metronome.app import FakeMetronome
-from streams.fakes.metronome.config import (
-    BillableMetric,
-    FakeCustomer,
-    FakeMetronomeConfig,
-    Faults,
-    ManualClock,
-)
+from streams.fakes.metronome.config import BillableMetric, FakeCustomer, FakeMetronomeConfig
 from streams.fakes.metronome.ledger import AcceptedEvent, MetronomeLedger
 
 __all__ = [

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
-import sys
 from collections.abc import Sequence
 
 from streams.fakes.metronome.app import FakeMetronome
@@ -23,9 +21,9 @@ from streams.fakes.metronome.config import (
     BillableMetric,
     FakeCustomer,
     FakeMetronomeConfig,
-    Faults,
     default_metrics,
 )
+from streams.fakes.server import add_server_arguments, faults_from_args, serve_until_signalled
 
 
 def _metric(spec: str) -> BillableMetric:
@@ -50,24 +48,7 @@ def parse_args(argv: Sequence[str] | None = None) -> FakeMetronomeConfig:
     p = argparse.ArgumentParser(prog="python -m streams.fakes.metronome",
                                 description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=12112, help="0 picks a free port")
-    p.add_argument("--seed", type=int, default=0, help="seed of the fault RNG")
-    p.add_argument("--fault-429", type=float, default=0.0, metavar="RATE",
-                   help="share of ingest requests answered 429 (not applied)")
-    p.add_argument("--fault-500", type=float, default=0.0, metavar="RATE",
-                   help="share of ingest requests answered 500 (not applied)")
-    p.add_argument("--fault-timeout", type=float, default=0.0, metavar="RATE",
-                   help="share held for --timeout-hold-s, applied or not")
-    p.add_argument("--fault-drop", type=float, default=0.0, metavar="RATE",
-                   help="share whose connection is closed without an answer, applied or not")
-    p.add_argument("--timeout-hold-s", type=float, default=30.0,
-                   help="how long a timeout fault holds the request (default 30)")
-    p.add_argument("--applied-probability", type=float, default=0.5,
-                   help="chance that a timed-out or dropped request was applied (default 0.5)")
-    p.add_argument("--latency-s", type=float, default=0.0, help="delay of every ingest")
-    p.add_argument("--retry-after-s", type=float, default=None,
-                   help="send Retry-After with 429 answers")
+    add_server_arguments(p, port=12112, requests="ingest requests")
     p.add_argument("--metric", type=_metric, action="append",
                    metavar="ID:NAME:EVENT_TYPE[:SUM|COUNT]",
                    help="a billable metric (repeatable; SUM adds the property 'value'). "
@@ -80,10 +61,7 @@ def parse_args(argv: Sequence[str] | None = None) -> FakeMetronomeConfig:
                    help="the only accepted bearer token (default: any non-empty token)")
     a = p.parse_args(argv)
     try:
-        faults = Faults(rate_429=a.fault_429, rate_500=a.fault_500, rate_timeout=a.fault_timeout,
-                        rate_drop=a.fault_drop, timeout_hold_s=a.timeout_hold_s,
-                        applied_probability=a.applied_probability, latency_s=a.latency_s,
-                        retry_after_s=a.retry_after_s)
+        faults = faults_from_args(a)
         return FakeMetronomeConfig(
             billable_metrics=tuple(a.metric) if a.metric else default_metrics(),
             customers=tuple(a.customer) if a.customer else None, api_token=a.api_token,
@@ -92,19 +70,9 @@ def parse_args(argv: Sequence[str] | None = None) -> FakeMetronomeConfig:
         p.error(str(exc))
 
 
-async def serve(config: FakeMetronomeConfig) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with FakeMetronome(config) as fake:
-        print(f"fakemetronome listening on {fake.url}", flush=True)
-        await stop.wait()
-        print(f"fakemetronome stopping: {fake.stats}", file=sys.stderr, flush=True)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    asyncio.run(serve(parse_args(argv)))
+    config = parse_args(argv)
+    asyncio.run(serve_until_signalled(lambda: FakeMetronome(config), "fakemetronome"))
 
 
 if __name__ == "__main__":

@@ -23,23 +23,23 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from streams.errors import FakeServerError
+from streams.fakes.faults import FaultDecision, FaultInjector, TrafficStats
 from streams.fakes.metronome.config import FakeMetronomeConfig
 from streams.fakes.metronome.ledger import MetronomeLedger
-from streams.fakes.stripe.faults import FaultDecision, FaultInjector, TrafficStats
+from streams.fakes.server import DROPPED, json_response
 
-__all__ = ["DROPPED", "MAX_EVENTS", "FakeMetronomeState", "MetronomeApi", "MetronomeApiError",
-           "json_response"]
+__all__ = ["MAX_EVENTS", "FakeMetronomeState", "MetronomeApi", "MetronomeApiError"]
 
 MAX_EVENTS = 100
 REQUIRED = ("transaction_id", "customer_id", "event_type", "timestamp")
 OPTIONAL = ("properties",)
 _RFC3339 = re.compile(
     r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
-DROPPED = web.RequestKey("fakemetronome.dropped", bool)
 _PAGE = 100
 
 
-class MetronomeApiError(Exception):
+class MetronomeApiError(FakeServerError):
     """An error answer: ``{"message": ...}`` with a status."""
 
     def __init__(self, status: int, message: str,
@@ -52,12 +52,6 @@ class MetronomeApiError(Exception):
     def response(self) -> web.Response:
         return json_response({"message": self.message}, status=self.status,
                              headers=self.headers)
-
-
-def json_response(body: object, status: int = 200,
-                  headers: Mapping[str, str] | None = None) -> web.Response:
-    return web.Response(body=orjson.dumps(body), status=status,
-                        content_type="application/json", headers=headers)
 
 
 def parse_rfc3339(text: str) -> float:

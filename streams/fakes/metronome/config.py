@@ -6,17 +6,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from streams.fakes.stripe.config import Clock, Faults, ManualClock
+from streams.fakes.faults import Clock, Faults
 
-__all__ = [
-    "BillableMetric",
-    "Clock",
-    "FakeCustomer",
-    "FakeMetronomeConfig",
-    "Faults",
-    "ManualClock",
-    "default_metrics",
-]
+__all__ = ["BillableMetric", "FakeCustomer", "FakeMetronomeConfig", "default_metrics"]
 
 DAY_S = 86_400
 

@@ -4,8 +4,9 @@ and seeded fault injection. Used by tests in-process and by the demo as a proces
 (``python -m streams.fakes.stripe --port 12111``).
 """
 
+from streams.fakes.faults import Faults, ManualClock
 from streams.fakes.stripe.app import FakeStripe
-from streams.fakes.stripe.config import FakeStripeConfig, Faults, ManualClock, MeterConfig
+from streams.fakes.stripe.config import FakeStripeConfig, MeterConfig
 from streams.fakes.stripe.ledger import Ledger, LedgerEvent
 
 __all__ = [

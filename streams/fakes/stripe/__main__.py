@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
-import sys
 from collections.abc import Sequence
 
+from streams.fakes.server import add_server_arguments, faults_from_args, serve_until_signalled
 from streams.fakes.stripe.app import FakeStripe
-from streams.fakes.stripe.config import FakeStripeConfig, Faults, MeterConfig, default_meters
+from streams.fakes.stripe.config import FakeStripeConfig, MeterConfig, default_meters
 
 ADMIN_API = """\
 Stripe endpoints served: POST /v1/billing/meter_events, GET /v1/billing/meters[/{id}],
@@ -60,20 +59,7 @@ def parse_args(argv: Sequence[str] | None = None) -> FakeStripeConfig:
     p = argparse.ArgumentParser(prog="python -m streams.fakes.stripe", description=__doc__,
                                 epilog=ADMIN_API,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=12111, help="0 picks a free port")
-    p.add_argument("--seed", type=int, default=0, help="seed of the fault RNG")
-    p.add_argument("--fault-429", type=float, default=0.0, metavar="RATE")
-    p.add_argument("--fault-500", type=float, default=0.0, metavar="RATE")
-    p.add_argument("--fault-timeout", type=float, default=0.0, metavar="RATE")
-    p.add_argument("--fault-drop", type=float, default=0.0, metavar="RATE")
-    p.add_argument("--timeout-hold-s", type=float, default=30.0,
-                   help="how long a timeout fault holds the request (default 30)")
-    p.add_argument("--applied-probability", type=float, default=0.5,
-                   help="chance that a timed-out or dropped request was applied (default 0.5)")
-    p.add_argument("--latency-s", type=float, default=0.0, help="delay of every event write")
-    p.add_argument("--retry-after-s", type=float, default=None,
-                   help="send Retry-After with 429 answers")
+    add_server_arguments(p, port=12111, requests="meter-event requests")
     p.add_argument("--meter", type=_meter, action="append", metavar="ID:EVENT[:FORMULA[:WINDOW]]",
                    help="a meter (repeatable); FORMULA sum|count|last, WINDOW none|hour|day. "
                         "Default: sum meters cpu_seconds, gpu_seconds, memory_gb_seconds, "
@@ -85,10 +71,7 @@ def parse_args(argv: Sequence[str] | None = None) -> FakeStripeConfig:
     p.add_argument("--reject-negative", action="store_true", help="reject negative values")
     a = p.parse_args(argv)
     try:
-        faults = Faults(rate_429=a.fault_429, rate_500=a.fault_500, rate_timeout=a.fault_timeout,
-                        rate_drop=a.fault_drop, timeout_hold_s=a.timeout_hold_s,
-                        applied_probability=a.applied_probability, latency_s=a.latency_s,
-                        retry_after_s=a.retry_after_s)
+        faults = faults_from_args(a)
         return FakeStripeConfig(
             meters=tuple(a.meter) if a.meter else default_meters(), api_key=a.api_key,
             host=a.host, port=a.port, seed=a.seed, faults=faults, strict=not a.lenient,
@@ -98,19 +81,9 @@ def parse_args(argv: Sequence[str] | None = None) -> FakeStripeConfig:
         p.error(str(exc))
 
 
-async def serve(config: FakeStripeConfig) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with FakeStripe(config) as fake:
-        print(f"fakestripe listening on {fake.url}", flush=True)
-        await stop.wait()
-        print(f"fakestripe stopping: {fake.stats}", file=sys.stderr, flush=True)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
-    asyncio.run(serve(parse_args(argv)))
+    config = parse_args(argv)
+    asyncio.run(serve_until_signalled(lambda: FakeStripe(config), "fakestripe"))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""FakeStripe: the server's lifecycle, middleware (stats, down switch) and admin API.
+"""FakeStripe: a :class:`~streams.fakes.server.FakeServer` serving Stripe's meter APIs.
 
 In-process::
 
@@ -16,31 +16,28 @@ from outside the process).
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import dataclasses
-from collections.abc import Awaitable, Callable
-from types import TracebackType
 from typing import Any
 
-import orjson
 from aiohttp import web
 
-from streams.fakes.stripe.config import Clock, DownMode, FakeStripeConfig, Faults
-from streams.fakes.stripe.faults import FaultInjector
+from streams.fakes.faults import Clock, FaultInjector
+from streams.fakes.server import FakeServer
+from streams.fakes.stripe.config import FakeStripeConfig
 from streams.fakes.stripe.ledger import Ledger
-from streams.fakes.stripe.state import DROPPED, FakeState
+from streams.fakes.stripe.state import FakeState
 from streams.fakes.stripe.v1 import V1Api
 from streams.fakes.stripe.v2 import V2Api
 from streams.fakes.stripe.wire import ApiError, json_response
 
 __all__ = ["FakeStripe"]
 
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-
-class FakeStripe:
+class FakeStripe(FakeServer):
     """A stateful fake of Stripe's billing meter APIs on an aiohttp server."""
+
+    error_type = ApiError
+    _json = staticmethod(json_response)
 
     def __init__(self, config: FakeStripeConfig | None = None) -> None:
         self.config = config or FakeStripeConfig()
@@ -49,68 +46,20 @@ class FakeStripe:
             ledger=Ledger(self.config.meters),
             injector=FaultInjector(self.config.faults, self.config.seed),
         )
-        self._down: DownMode = "up"
-        self._up_task: asyncio.Task[None] | None = None
-        self._background: set[asyncio.Task[None]] = set()
-        self._runner: web.AppRunner | None = None
-        self._site: web.TCPSite | None = None
-        self._port = self.config.port
-        self.app = web.Application(middlewares=[self._middleware])
-        self.app.add_routes(V1Api(self.state).routes())
-        self.app.add_routes(V2Api(self.state).routes())
-        self.app.add_routes([
-            web.get("/_fake/ledger", self._admin_ledger),
-            web.get("/_fake/stats", self._admin_stats),
-            web.get("/_fake/errors", self._admin_errors),
-            web.post("/_fake/faults", self._admin_faults),
-            web.post("/_fake/down", self._admin_down),
-        ])
-
-    # -- lifecycle ------------------------------------------------------------------------
-
-    async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=1.0)
-        await self._runner.setup()
-        await self._listen()
-
-    async def _listen(self) -> None:
-        assert self._runner is not None
-        self._site = web.TCPSite(self._runner, self.config.host, self._port, reuse_address=True)
-        await self._site.start()
-        self._port = int(self._runner.addresses[-1][1])
+        super().__init__(
+            host=self.config.host, port=self.config.port, injector=self.state.injector,
+            stats=self.state.stats,
+            routes=[*V1Api(self.state).routes(), *V2Api(self.state).routes()],
+            admin_routes=[web.get("/_fake/errors", self._admin_errors)])
 
     async def close(self) -> None:
-        self.state.closing.set()
-        for task in list(self._background):
-            task.cancel()
-        if self._up_task is not None:
-            self._up_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._up_task
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
-
-    async def __aenter__(self) -> FakeStripe:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.close()
-
-    @property
-    def port(self) -> int:
-        return self._port
+        self.state.closing.set()  # held requests end now
+        await super().close()
 
     @property
     def url(self) -> str:
         """Base address, e.g. ``http://127.0.0.1:40123``: both the api and meter_events base."""
-        return f"http://{self.config.host}:{self._port}"
-
-    # -- controls and accessors -----------------------------------------------------------
+        return super().url
 
     @property
     def ledger(self) -> Ledger:
@@ -118,27 +67,10 @@ class FakeStripe:
 
     @property
     def stats(self) -> dict[str, Any]:
-        """Traffic statistics (see :class:`streams.fakes.stripe.faults.TrafficStats`)."""
-        snap: dict[str, Any] = self.state.stats.snapshot()
+        snap = super().stats
         snap["accepted_events"] = self.ledger.accepted_count
         snap["duplicates_rejected"] = self.ledger.duplicates_rejected
-        snap["faults"] = {
-            kind: sum(1 for d in self.state.injector.log if d.kind == kind)
-            for kind in ("429", "500", "timeout", "drop")
-        }
         return snap
-
-    @property
-    def faults(self) -> Faults:
-        return self.state.injector.faults
-
-    def set_faults(self, faults: Faults | None = None, *, seed: int | None = None,
-                   **changes: Any) -> Faults:
-        """Replace the faults (or change some fields of the current ones); ``seed``
-        restarts the RNG."""
-        new = faults or dataclasses.replace(self.state.injector.faults, **changes)
-        self.state.injector.set_faults(new, seed)
-        return new
 
     def set_clock(self, clock: Clock) -> None:
         self.config = dataclasses.replace(self.config, clock=clock)
@@ -149,92 +81,14 @@ class FakeStripe:
         self.config = dataclasses.replace(self.config, api_key=api_key)
         self.state.config = self.config
 
-    async def set_down(self, mode: DownMode, *, for_s: float | None = None) -> None:
-        """``503``: answer every API request with 503. ``refuse``: stop listening, so
-        connections are refused. ``up``: back to normal. ``for_s``: revert to up later."""
-        if self._up_task is not None and self._up_task is not asyncio.current_task():
-            self._up_task.cancel()
-            self._up_task = None
-        previous, self._down = self._down, mode
-        if mode == "refuse" and previous != "refuse" and self._site is not None:
-            await self._site.stop()
-            self._site = None
-        elif mode != "refuse" and previous == "refuse":
-            await self._listen()
-        if for_s is not None and mode != "up":
-            self._up_task = asyncio.create_task(self._up_later(for_s))
+    def unavailable(self) -> web.StreamResponse:
+        return ApiError(
+            503, "Stripe is temporarily unavailable (fake down switch).",
+            type="api_error", headers={"Stripe-Should-Retry": "true"},
+        ).response()
 
-    async def _refuse_soon(self, for_s: float | None) -> None:
-        await asyncio.sleep(0.05)
-        await self.set_down("refuse", for_s=for_s)
-
-    async def _up_later(self, delay_s: float) -> None:
-        await asyncio.sleep(delay_s)
-        await self.set_down("up")
-
-    # -- middleware and admin -------------------------------------------------------------
-
-    @web.middleware
-    async def _middleware(self, request: web.Request, handler: _Handler) -> web.StreamResponse:
-        if request.path.startswith("/_fake/"):
-            return await handler(request)
-        stats = self.state.stats
-        stats.arrive()
-        status: int | None = None
-        try:
-            if self._down == "refuse":
-                # Keep-alive connections outlive the listening socket: cut them too.
-                request[DROPPED] = True
-                if request.transport is not None:
-                    request.transport.abort()
-                resp: web.StreamResponse = web.Response(status=503)
-            elif self._down == "503":
-                resp = ApiError(
-                    503, "Stripe is temporarily unavailable (fake down switch).",
-                    type="api_error", headers={"Stripe-Should-Retry": "true"},
-                ).response()
-            else:
-                try:
-                    resp = await handler(request)
-                except ApiError as exc:
-                    resp = exc.response()
-            status = None if request.get(DROPPED) else resp.status
-            return resp
-        finally:
-            stats.leave(status)
-
-    async def _admin_ledger(self, request: web.Request) -> web.Response:
-        return json_response(self.ledger.snapshot())
-
-    async def _admin_stats(self, request: web.Request) -> web.Response:
-        return json_response(self.stats)
+    def ledger_snapshot(self) -> object:
+        return self.ledger.snapshot()
 
     async def _admin_errors(self, request: web.Request) -> web.Response:
         return json_response([dataclasses.asdict(r) for r in self.state.error_reports])
-
-    async def _admin_faults(self, request: web.Request) -> web.Response:
-        try:
-            body = orjson.loads(await request.read() or b"{}")
-            seed = body.pop("seed", None)
-            faults = self.set_faults(seed=seed, **body)
-        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError) as exc:
-            return json_response({"error": str(exc)}, status=400)
-        return json_response(dataclasses.asdict(faults))
-
-    async def _admin_down(self, request: web.Request) -> web.Response:
-        try:
-            body = orjson.loads(await request.read() or b"{}")
-            mode = body["mode"]
-            for_s = body.get("for_s")
-            if mode not in ("up", "503", "refuse"):
-                raise ValueError("mode must be up, 503 or refuse")
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-            return json_response({"error": str(exc)}, status=400)
-        if mode == "refuse":
-            # Answer first: stopping the site ends this very connection.
-            task = asyncio.create_task(self._refuse_soon(for_s))
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
-        else:
-            await self.set_down(mode, for_s=for_s)
-        return json_response({"mode": mode, "for_s": for_s})

@@ -1,28 +1,18 @@
-"""Configuration of the fake Stripe server: meters, keys, clock, faults."""
+"""Configuration of the fake Stripe server: meters, keys, clock, faults (the clock and
+fault types are the fakes' shared ones, :mod:`streams.fakes.faults`)."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = [
-    "Clock",
-    "DownMode",
-    "FakeStripeConfig",
-    "Faults",
-    "ManualClock",
-    "MeterConfig",
-    "default_meters",
-]
+from streams.fakes.faults import Clock, Faults
 
-Clock = Callable[[], float]
-"""Returns the fake's notion of now, in Unix seconds (float)."""
+__all__ = ["FakeStripeConfig", "MeterConfig", "default_meters"]
 
 Formula = Literal["sum", "count", "last"]
 EventTimeWindow = Literal["none", "hour", "day"]
-DownMode = Literal["up", "503", "refuse"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,38 +37,6 @@ class MeterConfig:
     def window_s(self) -> int | None:
         """Length of the pre-aggregation window in seconds, None for a plain meter."""
         return {"none": None, "hour": 3600, "day": 86_400}[self.event_time_window]
-
-
-@dataclass(frozen=True, slots=True)
-class Faults:
-    """Fault injection rates (each 0..1, their sum <= 1) and related knobs.
-
-    rate_429, rate_500: answer with that status without touching the ledger.
-    rate_timeout: hold the request for ``timeout_hold_s`` (longer than the client's
-        timeout); with probability ``applied_probability`` the event is applied first.
-    rate_drop: close the connection without an answer; applied with the same probability.
-    latency_s: every meter-event request is held this long before it is processed (makes
-        concurrency observable).
-    retry_after_s: when set, 429 answers carry a ``Retry-After`` header with this value.
-    """
-
-    rate_429: float = 0.0
-    rate_500: float = 0.0
-    rate_timeout: float = 0.0
-    rate_drop: float = 0.0
-    timeout_hold_s: float = 30.0
-    applied_probability: float = 0.5
-    latency_s: float = 0.0
-    retry_after_s: float | None = None
-
-    def __post_init__(self) -> None:
-        rates = (self.rate_429, self.rate_500, self.rate_timeout, self.rate_drop)
-        if any(r < 0 or r > 1 for r in rates) or sum(rates) > 1 + 1e-9:
-            raise ValueError("fault rates must each be in [0, 1] and sum to at most 1")
-        if not 0 <= self.applied_probability <= 1:
-            raise ValueError("applied_probability must be in [0, 1]")
-        if self.timeout_hold_s < 0 or self.latency_s < 0:
-            raise ValueError("timeout_hold_s and latency_s must be >= 0")
 
 
 def default_meters() -> tuple[MeterConfig, ...]:
@@ -110,7 +68,7 @@ class FakeStripeConfig:
     port: int = 0
     clock: Clock = time.time
     seed: int = 0
-    faults: Faults = Faults()
+    faults: Faults = field(default_factory=Faults)
     allow_negative_values: bool = True
     strict: bool = True
     customers: frozenset[str] | None = None
@@ -124,16 +82,3 @@ class FakeStripeConfig:
         names = [m.event_name for m in self.meters]
         if len(set(ids)) != len(ids) or len(set(names)) != len(names):
             raise ValueError("meter ids and event names must be unique")
-
-
-class ManualClock:
-    """A clock for tests: starts at ``start_s`` and moves only when told to."""
-
-    def __init__(self, start_s: float) -> None:
-        self.now_s = start_s
-
-    def __call__(self) -> float:
-        return self.now_s
-
-    def advance(self, seconds: float) -> None:
-        self.now_s += seconds

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Context, Decimal, Inexact, InvalidOperation, Overflow, Rounded
 
+from streams.errors import FakeServerError
 from streams.fakes.stripe.config import MeterConfig
 
 __all__ = ["DuplicateIdentifierError", "Ledger", "LedgerEvent", "UnknownIdentifierError"]
@@ -20,11 +21,11 @@ __all__ = ["DuplicateIdentifierError", "Ledger", "LedgerEvent", "UnknownIdentifi
 _EXACT = Context(prec=200, traps=[Inexact, Rounded, InvalidOperation, Overflow])
 
 
-class DuplicateIdentifierError(Exception):
+class DuplicateIdentifierError(FakeServerError):
     """An event with this identifier was already accepted."""
 
 
-class UnknownIdentifierError(Exception):
+class UnknownIdentifierError(FakeServerError):
     """No accepted event has this identifier."""
 
 

@@ -9,16 +9,13 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from streams.fakes.faults import FaultDecision, FaultInjector, TrafficStats
+from streams.fakes.server import DROPPED
 from streams.fakes.stripe.config import FakeStripeConfig
-from streams.fakes.stripe.faults import FaultDecision, FaultInjector, TrafficStats
 from streams.fakes.stripe.ledger import Ledger
 from streams.fakes.stripe.wire import ApiError, json_response
 
-__all__ = ["DROPPED", "ErrorReport", "FakeState", "IdempotentResult", "guarded_write"]
-
-DROPPED = web.RequestKey("fakestripe.dropped", bool)
-"""Request key set when the fake closed the connection instead of answering."""
-
+__all__ = ["ErrorReport", "FakeState", "IdempotentResult", "guarded_write"]
 
 @dataclass(frozen=True, slots=True)
 class ErrorReport:

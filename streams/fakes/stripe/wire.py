@@ -10,6 +10,8 @@ from decimal import Decimal
 import orjson
 from aiohttp import web
 
+from streams.errors import FakeServerError
+
 __all__ = [
     "ApiError",
     "dumps",
@@ -25,7 +27,7 @@ _VALUE_RE = re.compile(r"^-?[0-9]+(?:\.[0-9]+)?$")
 MAX_SIGNIFICANT_DIGITS = 15
 
 
-class ApiError(Exception):
+class ApiError(FakeServerError):
     """An error answer in Stripe's shape: ``{"error": {type, message, code, param}}``."""
 
     def __init__(

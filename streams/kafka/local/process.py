@@ -24,7 +24,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Self
 
-__all__ = ["LOOPBACK", "ChildExitedError", "ChildProcess", "free_ports", "http_ok", "spawn",
+__all__ = ["LOOPBACK", "ChildProcess", "free_ports", "http_ok", "spawn",
            "wait_until", "wait_until_async"]
 
 LOOPBACK = "127.0.0.1"
@@ -42,14 +42,6 @@ def free_ports(n: int) -> list[int]:
     finally:
         for s in socks:
             s.close()
-
-
-class ChildExitedError(AssertionError):
-    """A child process exited while something waited for it to become ready.
-
-    An AssertionError, so that a test waiting on a child fails (not errors) with the
-    child's log in its message.
-    """
 
 
 def spawn(argv: Sequence[str], *, log_path: Path, env: Mapping[str, str] | None = None,
@@ -164,12 +156,14 @@ class ChildProcess:
             self._finalizer.detach()
             self._finalizer = None
 
-    def exited_error(self, what: str) -> ChildExitedError:
-        """The failure to raise when ``what`` (this process) died on its own."""
+    def exited_error(self, what: str) -> AssertionError:
+        """The failure to raise when ``what`` (this process) died on its own: an
+        AssertionError, so that a test waiting on a child fails (rather than errors) with
+        the child's log in its message."""
         tail = self.log_tail()
         hint = (" after a SIGTERM this test did not send (another process on the machine?)"
                 if "Signal received: 15" in tail else "")
-        return ChildExitedError(f"the {what} exited with {self.proc.returncode}{hint}; "
+        return AssertionError(f"the {what} exited with {self.proc.returncode}{hint}; "
                                 f"its log ends:\n{tail}")
 
 
@@ -192,7 +186,7 @@ def wait_until(ready: Callable[[], bool], *, timeout_s: float, what: str,
                detail: Callable[[], str] | None = None) -> float:
     """Poll ``ready()`` until it holds; return the seconds it took.
 
-    Raises :class:`ChildExitedError` (with the child's log) as soon as ``child`` exits,
+    Raises AssertionError (with the child's log) as soon as ``child`` exits,
     and TimeoutError naming ``what`` (plus ``detail()``, if given) after ``timeout_s``.
     """
     began = time.monotonic()

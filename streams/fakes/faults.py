@@ -1,18 +1,76 @@
-"""Fault decisions from a seeded RNG, and the traffic statistics the fake exposes."""
+"""What the fake servers share about faults: the fault mix (:class:`Faults`), the decisions
+drawn from a seeded RNG, the traffic statistics they expose, the down switch's modes, and
+their clock."""
 
 from __future__ import annotations
 
 import random
 import time
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from streams.fakes.stripe.config import Faults
-
-__all__ = ["FaultDecision", "FaultInjector", "FaultKind", "TrafficStats"]
+__all__ = [
+    "Clock",
+    "DownMode",
+    "FaultDecision",
+    "FaultInjector",
+    "FaultKind",
+    "Faults",
+    "ManualClock",
+    "TrafficStats",
+]
 
 FaultKind = Literal["none", "429", "500", "timeout", "drop"]
+DownMode = Literal["up", "503", "refuse"]
+Clock = Callable[[], float]
+"""Returns the fake's notion of now, in Unix seconds (float)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Faults:
+    """Fault injection rates (each 0..1, their sum <= 1) and related knobs.
+
+    rate_429, rate_500: answer with that status without touching the ledger.
+    rate_timeout: hold the request for ``timeout_hold_s`` (longer than the client's
+        timeout); with probability ``applied_probability`` the event is applied first.
+    rate_drop: close the connection without an answer; applied with the same probability.
+    latency_s: every meter-event request is held this long before it is processed (makes
+        concurrency observable).
+    retry_after_s: when set, 429 answers carry a ``Retry-After`` header with this value.
+    """
+
+    rate_429: float = 0.0
+    rate_500: float = 0.0
+    rate_timeout: float = 0.0
+    rate_drop: float = 0.0
+    timeout_hold_s: float = 30.0
+    applied_probability: float = 0.5
+    latency_s: float = 0.0
+    retry_after_s: float | None = None
+
+    def __post_init__(self) -> None:
+        rates = (self.rate_429, self.rate_500, self.rate_timeout, self.rate_drop)
+        if any(r < 0 or r > 1 for r in rates) or sum(rates) > 1 + 1e-9:
+            raise ValueError("fault rates must each be in [0, 1] and sum to at most 1")
+        if not 0 <= self.applied_probability <= 1:
+            raise ValueError("applied_probability must be in [0, 1]")
+        if self.timeout_hold_s < 0 or self.latency_s < 0:
+            raise ValueError("timeout_hold_s and latency_s must be >= 0")
+
+
+class ManualClock:
+    """A clock for tests: starts at ``start_s`` and moves only when told to."""
+
+    def __init__(self, start_s: float) -> None:
+        self.now_s = start_s
+
+    def __call__(self) -> float:
+        return self.now_s
+
+    def advance(self, seconds: float) -> None:
+        self.now_s += seconds
 
 
 @dataclass(frozen=True, slots=True)
