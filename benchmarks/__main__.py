@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             asyncio.run(_run(args.bootstrap, mode, broker_parts, workdir, args.profile,
                              results))
         elif broker_parts:
-            from streams.testing.kafka_local import KafkaLocal
+            from streams.kafka.local import KafkaLocal
 
             with KafkaLocal(workdir / "kafka", quick_jit=False) as kafka:
                 results["broker"] = {"started_here": True, "version": kafka.version,

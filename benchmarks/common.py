@@ -12,7 +12,6 @@ import math
 import os
 import platform
 import re
-import subprocess
 import sys
 import time
 import urllib.request
@@ -25,6 +24,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from streams.kafka.local.process import ChildProcess, http_ok
 from streams.loadgen.generate import GroundTruth, WorkloadSpec, generate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -214,7 +214,7 @@ def worker_events(port: int) -> float:
 
 def worker_ready(port: int) -> bool:
     """The worker's /ready answers 200 (its partitions are assigned and restored)."""
-    return http_get(f"http://127.0.0.1:{port}/ready")[0] == 200
+    return http_ok(f"http://127.0.0.1:{port}/ready")
 
 
 async def wait_until(pred: Callable[[], bool], timeout_s: float, every_s: float = 0.1) -> bool:
@@ -233,25 +233,11 @@ def app_command(module: str, args: dict[str, object]) -> list[str]:
     return cmd
 
 
-def spawn(cmd: list[str], log_path: Path,
-          env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    log = log_path.open("ab")
-    try:
-        return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-                                env={**os.environ, **(env or {})})
-    finally:
-        log.close()
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
-    """SIGTERM, wait, then SIGKILL: only the process this harness started."""
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
+def spawn(cmd: list[str], log_path: Path, env: dict[str, str] | None = None) -> ChildProcess:
+    """``cmd`` in the repository root, with ``env`` over ours; stop it with ``.stop()``
+    (SIGTERM, wait, then SIGKILL: only the process this harness started)."""
+    return ChildProcess.start(cmd, log_path=log_path, env={**os.environ, **(env or {})},
+                              cwd=ROOT)
 
 
 # -- machine ---------------------------------------------------------------------------------

@@ -27,7 +27,6 @@ import os
 import shutil
 import signal
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -50,13 +49,13 @@ from benchmarks.common import (
     proc_status,
     produce_records,
     spawn,
-    stop_process,
     worker_events,
     worker_ready,
     write_json,
 )
 from benchmarks.profile import summarize_collapsed
-from streams.testing.pipeline import PipelineEnv, _free_port
+from streams.kafka.local.process import ChildProcess, free_ports
+from streams.testing.pipeline import PipelineEnv
 
 CONTENDERS = ("raw_floor", "faust_floor", "meterstream", "naive_faust", "quix")
 APP_MODULES = {
@@ -120,13 +119,13 @@ async def _app_run(contender: str, bootstrap: str, topic: str, wl: DrainWorkload
     peak = 0
     try:
         deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and not result_path.exists() and proc.poll() is None:
+        while time.monotonic() < deadline and not result_path.exists() and proc.alive():
             peak = max(peak, proc_status(proc.pid).get("VmHWM", 0))
             await asyncio.sleep(0.1)
         peak = max(peak, proc_status(proc.pid).get("VmHWM", 0))
         timed_out = not result_path.exists()
     finally:
-        stop_process(proc)
+        proc.stop(timeout_s=30.0)
     state = dir_size(state_dir) if state_dir.exists() else None
     if not result_path.exists():
         code = proc.returncode
@@ -220,7 +219,7 @@ async def _meterstream_run(env: PipelineEnv, wl: DrainWorkload, workdir: Path, r
     expected = {k: v for k, v in wl.truth_doc()["totals_milli"].items()}
     tag = f"ms-p{wl.pack}-r{repeat}"
     env.extra_env["METERSTREAM_WORKER__APP_ID"] = f"{env.prefix}-{tag}-{uuid.uuid4().hex[:6]}"
-    port = _free_port()
+    (port,) = free_ports(1)
     stop = asyncio.Event()
     watcher = asyncio.create_task(_watch_summaries(
         env.bootstrap, settings.topics.summaries, start, expected, stop))
@@ -230,7 +229,7 @@ async def _meterstream_run(env: PipelineEnv, wl: DrainWorkload, workdir: Path, r
     ready_at: float | None = None
     done: float | None = None
     peak = 0
-    spy: subprocess.Popen[bytes] | None = None
+    spy: ChildProcess | None = None
     spy_started: float | None = None
     spy_stopped: float | None = None
     spy_out = profile_dir / f"meterstream-p{wl.pack}.collapsed" if profile_dir else None
@@ -255,14 +254,11 @@ async def _meterstream_run(env: PipelineEnv, wl: DrainWorkload, workdir: Path, r
         peak = max(peak, proc_status(worker.proc.pid).get("VmHWM", 0))
     finally:
         stop.set()
-        if spy is not None and spy.poll() is None:
+        if spy is not None and spy.alive():
             spy_stopped = time.monotonic()
-            spy.send_signal(signal.SIGINT)
-            try:
-                spy.wait(timeout=30)
-            except subprocess.TimeoutExpired:
+            spy.proc.send_signal(signal.SIGINT)
+            if not spy.wait(30):
                 spy.kill()
-                spy.wait()
         if not watcher.done():
             await watcher
         worker.stop(timeout_s=30)

@@ -35,14 +35,15 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from benchmarks.common import (
     PARTITIONS,
-    http_get,
     percentile,
     proc_status,
     wait_until,
     worker_events,
+    worker_ready,
 )
+from streams.kafka.local.process import free_ports
 from streams.loadgen.cli import make_producer
-from streams.testing.pipeline import PipelineEnv, _free_port
+from streams.testing.pipeline import PipelineEnv
 
 THRESHOLD_MINOR = "1000"  # 10 USD
 VALUE = "1250"  # gpu_seconds at 0.08 cents: 100 cents per event
@@ -104,7 +105,7 @@ async def run_one(bootstrap: str, workdir: Path, rate: int, p: LatencyParams,
     settings = env.settings()
     await env.create_topics()
     log_append = await _set_log_append_time(bootstrap, settings.topics.alerts)
-    port = _free_port()
+    (port,) = free_ports(1)
     worker = env.start_worker("lat", web_port=port)
     alerts: dict[str, tuple[int, int, int]] = {}
     stop, tail_ready = asyncio.Event(), asyncio.Event()
@@ -116,8 +117,7 @@ async def run_one(bootstrap: str, workdir: Path, rate: int, p: LatencyParams,
     result: dict[str, Any] = {"offered_rate": rate, "duration_s": p.duration_s,
                               "log_append_time": log_append}
     try:
-        ready = await wait_until(lambda: http_get(f"http://127.0.0.1:{port}/ready")[0] == 200,
-                                 90, every_s=0.25)
+        ready = await wait_until(lambda: worker_ready(port), 90, every_s=0.25)
         if not ready:
             raise RuntimeError(f"worker not ready after 90 s (log: {worker.log_path})")
         now = int(time.time() * 1000)

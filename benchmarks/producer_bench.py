@@ -4,7 +4,7 @@
         [--customers 100] [--partitions 8] [--out benchmarks/results/producer.json]
         [--profile DIR]
 
-Without ``--bootstrap`` a local broker is started (streams.testing.kafka_local, full JIT)
+Without ``--bootstrap`` a local broker is started (streams.kafka.local, full JIT)
 and stopped at the end. Each variant gets a fresh topic and sends the same events
 (``--customers`` customers round-robin, meter ``cpu_seconds``, Decimal values):
 
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.bootstrap:
         report = asyncio.run(run(args, args.bootstrap))
     else:
-        from streams.testing.kafka_local import KafkaLocal
+        from streams.kafka.local import KafkaLocal
 
         with KafkaLocal(quick_jit=False, heap_mb=1024) as broker:
             report = asyncio.run(run(args, broker.bootstrap_servers))

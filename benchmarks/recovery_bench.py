@@ -21,7 +21,8 @@ from pathlib import Path
 
 import orjson
 
-from streams.testing.kafka_local import KafkaLocal
+from streams.kafka.local import KafkaLocal
+from streams.kafka.local.process import http_ok, wait_until_async
 from streams.testing.pipeline import PipelineEnv
 
 METERS = ("cpu_seconds", "gpu_seconds", "memory_gb_seconds", "executions")
@@ -42,15 +43,6 @@ def _processed(port: int) -> float:
     return sum(float(v) for v in re.findall(pattern, text, re.M))
 
 
-async def wait_for(pred: object, timeout_s: float) -> float:
-    start = time.monotonic()
-    while time.monotonic() - start < timeout_s:
-        if pred():  # type: ignore[operator]
-            return time.monotonic() - start
-        await asyncio.sleep(0.1)
-    raise TimeoutError("condition not met")
-
-
 async def run(bootstrap: str, customers: int, out: Path) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix="recovery-"))
     env = PipelineEnv(bootstrap, work, partitions=4, window_s=3600, idle_close_after_s=60)
@@ -65,17 +57,20 @@ async def run(bootstrap: str, customers: int, out: Path) -> dict[str, object]:
     await env.produce(records)
     port = 17111
     worker = env.start_worker("r1", web_port=port)
-    build_s = await wait_for(lambda: _processed(port) >= customers * 4, 900)
+    build_s = await wait_until_async(lambda: _processed(port) >= customers * 4, timeout_s=900,
+                                     what="worker's first drain", child=worker, interval_s=0.1)
     await asyncio.sleep(3)  # let Faust commit and flush the changelog
     worker.kill()
     restart = time.monotonic()
     worker = env.start_worker("r1", web_port=port)
-    await wait_for(lambda: _get(f"http://127.0.0.1:{port}/ready")[0] == 200, 600)
+    await wait_until_async(lambda: http_ok(f"http://127.0.0.1:{port}/ready"), timeout_s=600,
+                           what="restarted worker", child=worker, interval_s=0.1)
     ready_s = time.monotonic() - restart
     await env.produce([(b"c000000", orjson.dumps(
         {"id": "probe", "customer": "c000000", "meter": "cpu_seconds", "value": "1",
          "timestamp": int(time.time() * 1000)}))])
-    await wait_for(lambda: _processed(port) >= 1, 120)
+    await wait_until_async(lambda: _processed(port) >= 1, timeout_s=120,
+                           what="restarted worker's first event", child=worker, interval_s=0.1)
     first_event_s = time.monotonic() - restart
     _, usage = _get(f"http://127.0.0.1:{port}/customers/c000000/usage")
     env.stop_all()

@@ -34,13 +34,14 @@ import orjson
 from benchmarks.common import (
     PARTITIONS,
     dir_size,
-    http_get,
     proc_status,
     produce_records,
     wait_until,
     worker_events,
+    worker_ready,
 )
-from streams.testing.pipeline import PipelineEnv, WorkerProcess, _free_port
+from streams.kafka.local.process import free_ports
+from streams.testing.pipeline import PipelineEnv, WorkerProcess
 
 METERS = ("cpu_seconds", "gpu_seconds", "memory_gb_seconds", "executions")
 
@@ -75,7 +76,7 @@ async def run_one(bootstrap: str, workdir: Path, customers: int, p: ScaleParams,
     produce_s = await produce_records(bootstrap, topic, records)
     del records
     expected = customers * len(METERS)
-    port = _free_port()
+    (port,) = free_ports(1)
     launched = time.monotonic()
     worker = env.start_worker("s1", web_port=port)
     res: dict[str, Any] = {"customers": customers, "events": expected,
@@ -159,9 +160,8 @@ async def _restarts(env: PipelineEnv, worker: WorkerProcess, port: int, topic: s
         log_start = worker.log_path.stat().st_size if worker.log_path.exists() else 0
         restart = time.monotonic()
         worker = env.start_worker("s1", web_port=port)
-        ready = await wait_until(
-            lambda: http_get(f"http://127.0.0.1:{port}/ready")[0] == 200,
-            p.recovery_timeout_s, every_s=0.1)
+        ready = await wait_until(lambda: worker_ready(port), p.recovery_timeout_s,
+                                 every_s=0.1)
         ready_s = time.monotonic() - restart if ready else None
         first_event_s = None
         if ready:

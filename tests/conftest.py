@@ -2,7 +2,7 @@
 
 The broker is, in order: the cluster at KAFKA_BOOTSTRAP_SERVERS, an apache/kafka
 container when a Docker engine answers, or the pinned broker from Maven Central jars
-(streams.testing.kafka_local). ``kafka_sasl_ssl`` is a second, local broker with a
+(streams.kafka.local). ``kafka_sasl_ssl`` is a second, local broker with a
 SASL_SSL listener, started by the first test that asks for it. Tests under
 tests/integration and tests/chaos are marked ``integration`` (and ``chaos``) from their
 location.
@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+from streams.kafka.local import KafkaLocal, fetch
 from streams.testing.cluster import kafka_cluster
-from streams.testing.distribution import fetch
-from streams.testing.kafka_local import KafkaLocal
 from streams.testing.topics import TopicFactory
 
 # No time limit per example: speed is measured in benchmarks/, never in tests, and a

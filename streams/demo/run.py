@@ -93,7 +93,7 @@ class _Children:
 
 
 def _free_ports(n: int) -> list[int]:
-    from streams.testing.distribution import free_ports
+    from streams.kafka.local.process import free_ports
 
     return free_ports(n)
 
@@ -198,7 +198,7 @@ def run_demo(settings: Settings, args: argparse.Namespace) -> int:
 
     previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
-        from streams.testing.kafka_local import KafkaLocal, fetch, pinned_version
+        from streams.kafka.local import KafkaLocal, fetch, pinned_version
 
         version = pinned_version()
         kafka = KafkaLocal(data_dir / "kafka", heap_mb=384)

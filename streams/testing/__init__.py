@@ -1,11 +1,13 @@
-"""Test support that needs real infrastructure; nothing in the application imports it.
+"""The test and benchmark harness; nothing in the application (the demo included)
+imports it. The local broker itself is streams.kafka.local.
 
-- ``kafka_local``: a real single-node Kafka broker from Maven Central jars (standard
-  library only, so ``deploy/kafka-local/kafka-local`` runs with any Python 3.11+).
-- ``distribution``: its jars (Maven Central), settings and ports.
-- ``probe``: a wire-level "does this broker serve requests" check.
-- ``cluster``: the broker the tests use (external, Docker, or local jars).
+- ``cluster``: the broker the tests use (external, Docker, or the local broker).
 - ``topics``: uniquely named topics per test (aiokafka admin).
+- ``pipeline``: a pipeline's topics and settings, ``meterstream worker`` processes,
+  producing, reading a topic back.
+- ``chaos``, ``verdict``: the chaos suite's runs and its pass mark.
+- ``hostile``, ``helm``, ``memory_state``: hostile input, the Helm chart, an in-memory
+  state.
 
-Submodules are imported explicitly so that the command line tool never pulls in aiokafka.
+Submodules are imported explicitly: importing the package pulls in nothing.
 """

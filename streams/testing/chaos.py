@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -45,10 +44,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from streams.config import Settings
 from streams.fakes.metronome import FakeMetronome
 from streams.fakes.stripe import FakeStripe
+from streams.kafka.local.process import ChildProcess, free_ports, spawn, wait_until_async
 from streams.loadgen.generate import GroundTruth, totals_from_summaries
 from streams.sink.engines import sink_group_id
-from streams.testing.distribution import free_ports
-from streams.testing.pipeline import PipelineEnv, WorkerProcess, read_topic
+from streams.testing.pipeline import PipelineEnv, WorkerProcess
+from streams.testing.readback import read_topic
 from streams.testing.verdict import (
     ChaosReport,
     LedgerDiff,
@@ -68,7 +68,6 @@ __all__ = [
     "assert_exact",
     "ledger_diff",
     "stripe_id",
-    "wait_ready",
 ]
 
 
@@ -86,73 +85,18 @@ def _records_counted(port: int) -> float | None:
                if line.startswith("meterstream_events_total{"))
 
 
-def _http_ok(url: str) -> bool:
-    import urllib.request
+class SinkProcess(ChildProcess):
+    """A ``meterstream sink`` subprocess and the port of its /metrics."""
 
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 (a local URL)
-            return bool(resp.status == 200)
-    except OSError:
-        return False
-
-
-async def wait_ready(port: int, worker: WorkerProcess, timeout_s: float = 240.0) -> float:
-    """Until the worker at ``port`` answers /ready (its tables are recovered); returns the
-    seconds it took. Fails with the worker's log if it exits first."""
-    began = time.monotonic()
-    while time.monotonic() - began < timeout_s:
-        if not worker.alive():
-            tail = worker.log_path.read_text(errors="replace")[-3000:]
-            raise AssertionError(f"the worker exited with {worker.proc.returncode}:\n{tail}")
-        if await asyncio.to_thread(_http_ok, f"http://127.0.0.1:{port}/ready"):
-            return time.monotonic() - began
-        await asyncio.sleep(0.3)
-    raise TimeoutError(f"the worker on port {port} was not ready after {timeout_s:.0f} s")
-
-
-@dataclass
-class SinkProcess:
-    """A ``meterstream sink`` subprocess."""
-
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    metrics_port: int
-    log_start: int = 0
-    """Where this process's lines begin in ``log_path`` (the sinks of a run share it)."""
-
-    def log_text(self) -> str:
-        with self.log_path.open("rb") as f:
-            f.seek(self.log_start)
-            return f.read().decode(errors="replace")
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
+    def __init__(self, proc: subprocess.Popen[bytes], log_path: Path, log_start: int, *,
+                 metrics_port: int) -> None:
+        super().__init__(proc, log_path, log_start)
+        self.metrics_port = metrics_port
 
     async def wait_running(self, timeout_s: float = 120.0) -> None:
         """Until the sink has loaded the customers and subscribed (its log says so)."""
-        deadline = time.monotonic() + timeout_s
-        while " sink running: " not in self.log_text():
-            if not self.alive() or time.monotonic() > deadline:
-                tail = self.log_text()[-3000:]
-                raise AssertionError(f"the sink is not running (exit {self.proc.poll()}):\n"
-                                     f"{tail}")
-            await asyncio.sleep(0.3)
-
-    def kill(self) -> None:
-        """SIGKILL: calls in flight are cut off, nothing is committed."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
-
-    def stop(self, timeout_s: float = 60.0) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
-        return self.proc.returncode
+        await wait_until_async(lambda: " sink running: " in self.log_text(),
+                               timeout_s=timeout_s, what="sink", child=self)
 
 
 @dataclass
@@ -170,14 +114,10 @@ class ChaosRun:
     """More ``METERSTREAM_STRIPE__*`` settings, for the sink only (the worker would
     validate a Stripe section without a key and refuse to start)."""
     sinks: list[SinkProcess] = field(default_factory=list)
-    worker_ports: dict[int, int] = field(default_factory=dict)
-    """Web port of each worker started through :meth:`start_worker`, by process id."""
 
-    def start_worker(self, name: str = "w1", *, web_port: int) -> WorkerProcess:
-        """``env.start_worker``, remembering the port (for :meth:`verdict`'s diagnosis)."""
-        worker = self.env.start_worker(name, web_port=web_port)
-        self.worker_ports[worker.proc.pid] = web_port
-        return worker
+    def start_worker(self, name: str = "w1", *, web_port: int = 0) -> WorkerProcess:
+        """``env.start_worker``: a worker on ``web_port`` (0: a free one)."""
+        return self.env.start_worker(name, web_port=web_port)
 
     @property
     def engine(self) -> str:
@@ -217,14 +157,11 @@ class ChaosRun:
     def start_sink(self) -> SinkProcess:
         """Start a sink; every sink of a run appends to the same log."""
         log_path = self.env.workdir / "sink.log"
-        start = log_path.stat().st_size if log_path.exists() else 0
         (port,) = free_ports(1)
-        with log_path.open("ab") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "streams", "sink", "--metrics-port", str(port)],
-                env={**os.environ, **self.sink_env}, stdout=log, stderr=subprocess.STDOUT,
-                cwd=self.env.workdir)
-        sink = SinkProcess(proc, log_path, port, start)
+        proc, log_start = spawn(
+            [sys.executable, "-m", "streams", "sink", "--metrics-port", str(port)],
+            log_path=log_path, env={**os.environ, **self.sink_env}, cwd=self.env.workdir)
+        sink = SinkProcess(proc, log_path, log_start, metrics_port=port)
         self.sinks.append(sink)
         return sink
 
@@ -348,10 +285,9 @@ class ChaosRun:
                  if truth.totals.get(k, Decimal(0)) != topic.get(k, Decimal(0))}
         counted = {}
         for w in self.env.workers:
-            port = self.worker_ports.get(w.proc.pid)
-            if w.alive() and port is not None:
-                counted[f"{w.log_path.stem} (pid {w.proc.pid})"] = await asyncio.to_thread(
-                    _records_counted, port)
+            if w.alive():
+                counted[f"{w.log_path.stem} (pid {w.pid})"] = await asyncio.to_thread(
+                    _records_counted, w.web_port)
         raise AssertionError(
             f"{diff}\nusage.summaries itself ({len(by_id)} distinct summaries) differs from "
             f"the ground truth for {len(wrong)} pairs (want, got): {sorted(wrong.items())[:6]}"
@@ -361,13 +297,12 @@ class ChaosRun:
 
     def check_alive(self) -> None:
         """Fail fast, with its log, when the newest worker or sink died on its own."""
-        for what, procs in (("worker", self.env.workers), ("sink", self.sinks)):
-            if procs and procs[-1].proc.poll() is not None:
-                tail = procs[-1].log_path.read_text(errors="replace")[-3000:]
-                hint = (" after a SIGTERM this test did not send (another process on the "
-                        "machine?)" if "Signal received: 15" in tail else "")
-                raise AssertionError(f"the {what} exited with {procs[-1].proc.returncode}"
-                                     f"{hint}; its log ends:\n{tail}")
+        newest: list[tuple[str, ChildProcess]] = [
+            (what, procs[-1]) for what, procs in (("worker", self.env.workers),
+                                                  ("sink", self.sinks)) if procs]
+        for what, proc in newest:
+            if not proc.alive():
+                raise proc.exited_error(what)
 
     # -- offsets ------------------------------------------------------------------------
 

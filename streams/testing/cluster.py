@@ -14,21 +14,15 @@ same topic defaults (no auto-creation) whichever one runs.
 from __future__ import annotations
 
 import base64
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from streams.testing.distribution import (
-    KafkaLocalError,
-    fetch,
-    free_ports,
-    node_settings,
-    pinned_version,
-)
-from streams.testing.kafka_local import KafkaLocal
-from streams.testing.probe import broker_answers
+from streams.kafka.local import KafkaLocal, KafkaLocalError, fetch, free_ports, pinned_version
+from streams.kafka.local.probe import broker_answers
+from streams.kafka.local.process import wait_until
+from streams.kafka.local.properties import node_settings
 
 __all__ = ["docker_available", "kafka_cluster"]
 
@@ -103,15 +97,15 @@ def _docker_broker(timeout_s: float) -> Iterator[str]:
         container.with_env(_env_name(key), value)
     container.start()
     try:
-        deadline = time.monotonic() + timeout_s
-        while not broker_answers(host, port):
-            if time.monotonic() >= deadline:
-                logs = container.get_logs()
-                raise KafkaLocalError(
-                    f"the apache/kafka container did not answer on {host}:{port}\n"
-                    f"{logs[0].decode(errors='replace')[-4000:]}"
-                )
-            time.sleep(0.2)
+        try:
+            wait_until(lambda: broker_answers(host, port), timeout_s=timeout_s,
+                       what=f"apache/kafka container on {host}:{port}", interval_s=0.2)
+        except TimeoutError as exc:
+            logs = container.get_logs()
+            raise KafkaLocalError(
+                f"the apache/kafka container did not answer on {host}:{port}\n"
+                f"{logs[0].decode(errors='replace')[-4000:]}"
+            ) from exc
         yield f"{host}:{port}"
     finally:
         container.stop()

@@ -1,70 +1,58 @@
-"""Run the real pipeline in tests and benchmarks: worker processes, producing, reading back.
+"""The real pipeline in tests and benchmarks: its settings, worker processes, producing.
 
 A :class:`PipelineEnv` owns a unique set of topic names and an app id on a broker, the
-environment that configures ``meterstream`` processes for them, and helpers to produce
-a workload and to read output topics back. Workers run as real subprocesses (so they can
-be killed with SIGKILL).
+environment that configures ``meterstream`` processes for them, and a helper to produce
+a workload (streams.testing.readback reads output topics back). Workers run as real
+subprocesses (so they can be killed with SIGKILL).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
-import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
-from streams.config import KafkaSettings, Settings, load_settings
-from streams.kafka.compat import partitions_of
+from streams.config import Settings, load_settings
+from streams.kafka.local.process import (
+    LOOPBACK,
+    ChildProcess,
+    free_ports,
+    http_ok,
+    spawn,
+    wait_until_async,
+)
 
-__all__ = ["PipelineEnv", "WorkerProcess", "read_topic"]
+__all__ = ["PipelineEnv", "WorkerProcess"]
 
 
-@dataclass
-class WorkerProcess:
-    """A ``meterstream worker`` subprocess."""
+class WorkerProcess(ChildProcess):
+    """A ``meterstream worker`` subprocess: its state dir and the port of its web server
+    (``/ready``, ``/metrics``, the usage API)."""
 
-    proc: subprocess.Popen[bytes]
-    log_path: Path
-    state_dir: Path
+    def __init__(self, proc: subprocess.Popen[bytes], log_path: Path, log_start: int, *,
+                 state_dir: Path, web_port: int) -> None:
+        super().__init__(proc, log_path, log_start)
+        self.state_dir = state_dir
+        self.web_port = web_port
 
-    def kill(self) -> None:
-        """SIGKILL: no flush, no commit, nothing finished."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=30)
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.web_port}"
 
-    def stop(self, timeout_s: float = 60.0) -> int:
-        """SIGTERM and wait: a clean stop."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=30)
-        return self.proc.returncode
-
-    def freeze(self) -> None:
-        """SIGSTOP: the process stops where it is (a GC pause, a VM migration, a stalled
-        disk), heartbeats included."""
-        self.proc.send_signal(signal.SIGSTOP)
-
-    def thaw(self) -> None:
-        """SIGCONT: the frozen process goes on from where it stopped."""
-        self.proc.send_signal(signal.SIGCONT)
-
-    def alive(self) -> bool:
-        return self.proc.poll() is None
+    async def wait_ready(self, timeout_s: float = 240.0) -> float:
+        """Until ``/ready`` answers 200 (its tables are recovered); returns the seconds it
+        took. Fails with the worker's log if it exits first."""
+        url = f"{self.url}/ready"
+        return await wait_until_async(lambda: http_ok(url), timeout_s=timeout_s,
+                                      what=f"worker on port {self.web_port}", child=self)
 
 
 @dataclass
@@ -119,20 +107,20 @@ class PipelineEnv:
         await create_topics(self.settings())
 
     def start_worker(self, name: str = "w1", web_port: int = 0) -> WorkerProcess:
+        """Start a worker (its log ``worker-<name>.log``, its state ``state-<name>``, both
+        kept across restarts under the same name) on ``web_port`` (0: a free one)."""
         state_dir = self.workdir / f"state-{name}"
-        log_path = self.workdir / f"worker-{name}.log"
+        web_port = web_port or free_ports(1)[0]
         env = {**os.environ, **self.env,
                "METERSTREAM_WORKER__STATE_DIR": str(state_dir),
-               "METERSTREAM_WORKER__WEB_PORT": str(web_port or _free_port())}
-        log = log_path.open("ab")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streams", "worker"],
-            env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
-        )
-        log.close()
-        wp = WorkerProcess(proc, log_path, state_dir)
-        self.workers.append(wp)
-        return wp
+               "METERSTREAM_WORKER__WEB_PORT": str(web_port)}
+        proc, log_start = spawn([sys.executable, "-m", "streams", "worker"],
+                                log_path=self.workdir / f"worker-{name}.log", env=env,
+                                cwd=self.workdir)
+        worker = WorkerProcess(proc, self.workdir / f"worker-{name}.log", log_start,
+                               state_dir=state_dir, web_port=web_port)
+        self.workers.append(worker)
+        return worker
 
     def stop_all(self) -> None:
         for w in self.workers:
@@ -166,70 +154,3 @@ class PipelineEnv:
         finally:
             await producer.stop()
         return n
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-async def read_topic(
-    bootstrap: str,
-    topic: str,
-    *,
-    until: Callable[[list[dict[str, Any]]], bool] | None = None,
-    quiet_s: float = 3.0,
-    timeout_s: float = 300.0,
-    kafka: KafkaSettings | None = None,
-    describe: Callable[[list[dict[str, Any]]], str] | None = None,
-) -> list[dict[str, Any]]:
-    """Read a JSON topic from the beginning.
-
-    Returns when ``until(messages)`` holds and nothing new arrived for ``quiet_s``, or
-    (without ``until``) when the topic was quiet for ``quiet_s``. Raises TimeoutError
-    after ``timeout_s``; ``describe(messages)``, if given, says in its message what is
-    still wrong. Each message dict gets ``_partition`` and ``_offset``.
-    ``kafka``: connect with these settings (TLS, SASL) instead of plain ``bootstrap``.
-    """
-    from streams.kafka.client import connection_options
-
-    connection: dict[str, Any] = (
-        connection_options(kafka) if kafka is not None else {"bootstrap_servers": bootstrap}
-    )
-    consumer = AIOKafkaConsumer(
-        **connection, enable_auto_commit=False, auto_offset_reset="earliest", group_id=None,
-    )
-    await consumer.start()
-    out: list[dict[str, Any]] = []
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        deadline = time.monotonic() + 30
-        while not parts and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-            parts = {tp.partition for tp in await partitions_of(consumer, topic)}
-        consumer.assign([TopicPartition(topic, p) for p in parts])
-        await consumer.seek_to_beginning()
-        deadline = time.monotonic() + timeout_s
-        last_new = time.monotonic()
-        while True:
-            batch = await consumer.getmany(timeout_ms=500, max_records=10_000)
-            for tp, msgs in batch.items():
-                for m in msgs:
-                    doc = orjson.loads(m.value) if m.value else {}
-                    doc["_partition"] = tp.partition
-                    doc["_offset"] = m.offset
-                    out.append(doc)
-                    last_new = time.monotonic()
-            done = until(out) if until is not None else True
-            if done and time.monotonic() - last_new >= quiet_s:
-                return out
-            if time.monotonic() > deadline:
-                detail = f": {describe(out)}" if describe is not None else ""
-                raise TimeoutError(f"{topic}: condition not met after {timeout_s}s "
-                                   f"({len(out)} messages read){detail}")
-    finally:
-        await consumer.stop()

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import for_code
 
-from streams.testing.distribution import KafkaLocalError
+from streams.kafka.local import KafkaLocalError
 
 __all__ = ["TopicFactory", "create_topic", "unique_topic_name"]
 

@@ -58,6 +58,13 @@ class Workload:
         records = list(generate(spec, truth))
         return cls(spec, records, truth)
 
+    @classmethod
+    def fed_over(cls, feed_s: float, *, seed: int, events: int, customers: int) -> Workload:
+        """A workload to feed over ``feed_s`` seconds from about now: its event time spans
+        ``feed_s`` and ends 70 s before the feed does, as :meth:`make` ends 70 s ago."""
+        return cls.make(seed=seed, events=events, customers=customers, span_s=feed_s,
+                        end_ms=int(time.time() * 1000) + int((feed_s - 70) * 1000))
+
     @property
     def customers(self) -> list[str]:
         return sorted({c for c, _ in self.truth.totals} | {

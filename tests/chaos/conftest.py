@@ -5,26 +5,33 @@ so the key is really sent; runs on a private SASL_SSL broker add its password to
 ``chaos_secrets``. Every log a run's processes write is registered in ``chaos_logs``, and
 ``test_secrets_in_logs.py`` (moved to the end of the session) scans them all.
 
-Each scenario reports one row (``chaos_report``): printed, and appended as a JSON line to
-the file named by ``METERSTREAM_CHAOS_REPORT`` when it is set (docs/reliability.md's
-table comes from such a file).
+A scenario gets its shared set-up and verdict from ``scenario``
+(:class:`streams.testing.scenario.Scenario`), and a private SASL_SSL broker, when it
+stops or restarts one, from ``private_broker``. Each scenario reports one row
+(``chaos_report``): printed, and appended as a JSON line to the file named by
+``METERSTREAM_CHAOS_REPORT`` when it is set (docs/reliability.md's table comes from such
+a file).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from streams.fakes.metronome import FakeMetronome
 from streams.fakes.stripe import FakeStripe, FakeStripeConfig
+from streams.kafka.local import KafkaLocal
 from streams.testing.chaos import ChaosReport, ChaosRun
-from streams.testing.kafka_local import KafkaLocal
 from streams.testing.pipeline import PipelineEnv
+from streams.testing.scenario import Scenario
+from streams.testing.verdict import Workload
 
 SCAN_TEST = "test_secrets_in_logs.py"
 
@@ -86,26 +93,59 @@ def sasl_env(chaos_secrets: ChaosSecrets) -> Callable[[KafkaLocal], dict[str, st
 
 
 @pytest.fixture
-def make_run(fake_stripe: FakeStripe, chaos_secrets: ChaosSecrets, chaos_logs: list[Path],
-             tmp_path: Path) -> Iterator[MakeRun]:
-    """``make_run(bootstrap, partitions=4, mode="v2", extra_env=...)`` -> a ChaosRun whose
-    processes are stopped, and whose logs are registered, at the end of the test."""
+async def make_run(fake_stripe: FakeStripe, chaos_secrets: ChaosSecrets,
+                   chaos_logs: list[Path], tmp_path: Path) -> AsyncIterator[MakeRun]:
+    """``make_run(bootstrap, partitions=4, mode="v2", extra_env=..., fake=...)`` -> a
+    ChaosRun billing ``fake`` (default: the fake Stripe) whose processes are stopped, and
+    whose logs are registered, at the end of the test. They stop in a thread, so the
+    fake, on this event loop, answers them until they are gone."""
     runs: list[ChaosRun] = []
 
     def make(bootstrap: str, *, partitions: int = 4, mode: str = "v2",
-             extra_env: dict[str, str] | None = None, **options: Any) -> ChaosRun:
+             extra_env: dict[str, str] | None = None,
+             fake: FakeStripe | FakeMetronome | None = None, **options: Any) -> ChaosRun:
         workdir = tmp_path / f"run{len(runs)}"
         workdir.mkdir()
         env = PipelineEnv(bootstrap, workdir, partitions=partitions,
                           extra_env=dict(extra_env or {}))
-        run = ChaosRun(env, fake_stripe, chaos_secrets.stripe_key, mode=mode, **options)
+        run = ChaosRun(env, fake or fake_stripe, chaos_secrets.stripe_key, mode=mode,
+                       **options)
         runs.append(run)
         return run
 
     yield make
     for run in runs:
-        run.stop_all()
+        await asyncio.to_thread(run.stop_all)
         chaos_logs.extend(p for p in run.log_paths if p not in chaos_logs)
+
+
+MakeScenario = Callable[..., Scenario]
+
+
+@pytest.fixture
+def scenario(make_run: MakeRun, chaos_report: ChaosReport) -> MakeScenario:
+    """``scenario(bootstrap, workload, **make_run_options)`` -> a :class:`Scenario`: its
+    run from ``make_run``, its verdict into ``chaos_report``."""
+
+    def make(bootstrap: str, workload: Workload, **options: Any) -> Scenario:
+        return Scenario(make_run(bootstrap, **options), workload, chaos_report)
+
+    return make
+
+
+@pytest.fixture
+async def private_broker(chaos_report: ChaosReport,
+                         tmp_path: Path) -> AsyncIterator[KafkaLocal]:
+    """A broker of the test's own, with a SASL_SSL listener (the clients log in again after
+    it restarts), for scenarios that stop it. Ask for it before ``scenario``: the run's
+    processes then stop while it still answers. (It follows ``chaos_report``, so that the
+    scenario's wall time counts the broker's start, as it always has.)"""
+    broker = KafkaLocal(tmp_path / "broker", sasl_ssl=True, heap_mb=384)
+    await asyncio.to_thread(broker.start, 120)
+    try:
+        yield broker
+    finally:
+        await asyncio.to_thread(broker.close)
 
 
 @pytest.fixture

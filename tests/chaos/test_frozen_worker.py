@@ -12,12 +12,10 @@ twice), and worker 1 saw itself fenced.
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
-from streams.testing.chaos import ChaosReport, Workload, wait_ready
-from streams.testing.distribution import free_ports
+from streams.testing.verdict import Workload
 
 FEED_S = 110
 FREEZE_S = 35
@@ -25,36 +23,24 @@ FREEZE_S = 35
 
 @pytest.mark.quick
 @pytest.mark.timeout(1500)
-async def test_frozen_worker_is_fenced_and_loses_nothing(kafka_bootstrap: str, make_run,
-                                                         chaos_report: ChaosReport) -> None:
-    run = make_run(kafka_bootstrap, partitions=8)
-    await run.env.create_topics()
-    workload = Workload.make(seed=52, events=20_000, customers=80, span_s=FEED_S,
-                             end_ms=int(time.time() * 1000) + (FEED_S - 70) * 1000)
-    await run.publish_customers(workload.customers)
-    port1, port2 = free_ports(2)
-    first = run.start_worker("w1", web_port=port1)
-    second = run.start_worker("w2", web_port=port2)
-    await wait_ready(port1, first)
-    await wait_ready(port2, second)
-    run.start_sink()
-    feed = asyncio.create_task(run.feed(workload.records, duration_s=FEED_S))
-    try:
+async def test_frozen_worker_is_fenced_and_loses_nothing(kafka_bootstrap: str,
+                                                         scenario) -> None:
+    s = await scenario(kafka_bootstrap, Workload.fed_over(
+        FEED_S, seed=52, events=20_000, customers=80), partitions=8).start(
+        preload=False, workers=("w1", "w2"))
+    first, second = s.run.env.workers
+    async with s.feeding(FEED_S):
         for _ in range(2):
             await asyncio.sleep(10)
-            run.check_alive()
+            s.run.check_alive()
             first.freeze()
             try:
                 await asyncio.sleep(FREEZE_S)
             finally:
                 first.thaw()
-            await wait_ready(port1, first)
-        await feed
-    finally:
-        feed.cancel()
-    diff = await run.settle(workload.truth, timeout_s=900)
-    chaos_report.row(workload, diff, {"worker_frozen": 2, "frozen_s": FREEZE_S})
-    await run.verdict(workload.truth, diff)
+            await first.wait_ready()
+    diff = await s.settle(timeout_s=900)
+    await s.verdict(diff, {"worker_frozen": 2, "frozen_s": FREEZE_S})
     assert first.alive() and second.alive()
     first_log = first.log_path.read_text(errors="replace")
     # Worker 1 was really fenced (its producer refused) or saw its partitions taken away.

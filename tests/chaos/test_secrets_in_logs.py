@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from streams.testing.chaos import Workload, wait_ready
-from streams.testing.distribution import free_ports
-from streams.testing.kafka_local import KafkaLocal
+from streams.kafka.local import KafkaLocal
+from streams.testing.verdict import Workload
 
 
 def find_secrets(path: Path, secrets: list[str]) -> list[str]:
@@ -30,34 +29,28 @@ def find_secrets(path: Path, secrets: list[str]) -> list[str]:
     return found
 
 
-async def small_run(kafka_sasl_ssl: KafkaLocal, sasl_env, make_run) -> list[Path]:
+async def small_run(kafka_sasl_ssl: KafkaLocal, sasl_env, scenario) -> list[Path]:
     """A worker and a sink over SASL_SSL billing a small workload, the sink killed once;
-    returns their logs."""
-    run = make_run(kafka_sasl_ssl.sasl_bootstrap_servers, extra_env=sasl_env(kafka_sasl_ssl))
-    await run.env.create_topics()
-    workload = Workload.make(seed=99, events=2_000, customers=20, span_s=5 * 60)
-    await run.publish_customers(workload.customers)
-    await run.env.produce(workload.records)
-    (port,) = free_ports(1)
-    worker = run.start_worker(web_port=port)
-    await wait_ready(port, worker)
-    sink = run.start_sink()
-    await sink.wait_running()
-    sink.kill()
-    run.start_sink()
-    diff = await run.settle(workload.truth, timeout_s=300)
-    await run.verdict(workload.truth, diff)
-    return run.log_paths
+    returns their logs. (No report row: this run only makes logs to scan.)"""
+    s = await scenario(kafka_sasl_ssl.sasl_bootstrap_servers,
+                       Workload.make(seed=99, events=2_000, customers=20, span_s=5 * 60),
+                       extra_env=sasl_env(kafka_sasl_ssl)).start(wait_sink=True)
+    assert s.sink is not None
+    s.sink.kill()
+    s.run.start_sink()
+    diff = await s.settle(timeout_s=300)
+    await s.run.verdict(s.workload.truth, diff)
+    return s.run.log_paths
 
 
 @pytest.mark.quick
 @pytest.mark.timeout(600)
-async def test_no_secret_in_chaos_logs(chaos_logs: list[Path], chaos_secrets, make_run,
+async def test_no_secret_in_chaos_logs(chaos_logs: list[Path], chaos_secrets, scenario,
                                        kafka_sasl_ssl: KafkaLocal, sasl_env) -> None:
     own_run = not chaos_logs
     logs = list(chaos_logs)
     if own_run:
-        logs = await small_run(kafka_sasl_ssl, sasl_env, make_run)
+        logs = await small_run(kafka_sasl_ssl, sasl_env, scenario)
     secrets = chaos_secrets.values
     assert chaos_secrets.stripe_key in secrets and chaos_secrets.sasl_passwords, (
         "the scan must cover the Stripe key and at least one SASL password")

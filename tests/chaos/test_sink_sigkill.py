@@ -20,9 +20,8 @@ import time
 import pytest
 
 from streams.fakes.stripe import FakeStripe
-from streams.testing.chaos import ChaosReport, Workload, wait_ready
-from streams.testing.distribution import free_ports
-from streams.testing.kafka_local import KafkaLocal
+from streams.kafka.local import KafkaLocal
+from streams.testing.verdict import Workload
 
 KILLS = 3
 # Per mode: the fake's hold of each call (s), and the sink's events per call (v2).
@@ -42,26 +41,21 @@ async def wait_in_flight(fake: FakeStripe, accepted_before: int, timeout_s: floa
 
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("mode", [pytest.param("v1", marks=pytest.mark.quick), "v2"])
-async def test_sink_sigkill_mid_batch(kafka_sasl_ssl: KafkaLocal, sasl_env, make_run,
-                                      fake_stripe: FakeStripe, chaos_report: ChaosReport,
-                                      mode: str) -> None:
+async def test_sink_sigkill_mid_batch(kafka_sasl_ssl: KafkaLocal, sasl_env, scenario,
+                                      fake_stripe: FakeStripe, mode: str) -> None:
     seed = int(os.environ.get("METERSTREAM_KILL_SEED", time.time()))
     print(f"sink kill seed {seed} (set METERSTREAM_KILL_SEED to replay it)")
     rng = random.Random(seed)
-    workload = Workload.make(seed=21, events=6_000, customers=30, span_s=12 * 60)
-    run = make_run(kafka_sasl_ssl.sasl_bootstrap_servers, mode=mode,
-                   extra_env=sasl_env(kafka_sasl_ssl), stripe_timeout_s=5.0,
-                   # BATCH_SIZE is a v2 setting: v1 refuses it at start.
-                   sink_extra_env=({"METERSTREAM_STRIPE__BATCH_SIZE": str(V2_BATCH)}
-                                   if mode == "v2" else {}))
+    s = scenario(kafka_sasl_ssl.sasl_bootstrap_servers,
+                 Workload.make(seed=21, events=6_000, customers=30, span_s=12 * 60),
+                 mode=mode, extra_env=sasl_env(kafka_sasl_ssl), stripe_timeout_s=5.0,
+                 # BATCH_SIZE is a v2 setting: v1 refuses it at start.
+                 sink_extra_env=({"METERSTREAM_STRIPE__BATCH_SIZE": str(V2_BATCH)}
+                                 if mode == "v2" else {}))
     fake_stripe.set_faults(latency_s=LATENCY_S[mode])
-    await run.env.create_topics()
-    await run.publish_customers(workload.customers)
-    await run.env.produce(workload.records)
-    (port,) = free_ports(1)
-    worker = run.start_worker(web_port=port)
-    await wait_ready(port, worker)
-    sink = run.start_sink()
+    await s.start()
+    sink = s.sink
+    assert sink is not None
     kills: list[dict[str, object]] = []
     for _ in range(KILLS):
         await sink.wait_running()
@@ -71,13 +65,12 @@ async def test_sink_sigkill_mid_batch(kafka_sasl_ssl: KafkaLocal, sasl_env, make
         in_flight = fake_stripe.state.stats.in_flight
         await asyncio.to_thread(sink.kill)
         kills.append({"in_flight": in_flight, "accepted": fake_stripe.ledger.accepted_count})
-        sink = run.start_sink()
-    diff = await run.settle(workload.truth, timeout_s=600)
+        sink = s.run.start_sink()
+    diff = await s.settle(timeout_s=600)
     stats = fake_stripe.stats
     resent = stats["idempotent_replays"] + stats["duplicates_rejected"]
-    chaos_report.row(workload, diff, {"sink_sigkill": KILLS}, kills=kills, mode=mode,
-                     resent_events=resent, stripe_requests=stats["requests"])
-    await run.verdict(workload.truth, diff)
+    await s.verdict(diff, {"sink_sigkill": KILLS}, kills=kills, mode=mode,
+                    resent_events=resent, stripe_requests=stats["requests"])
     assert all(int(k["in_flight"]) > 0 for k in kills)  # type: ignore[call-overload]
     # Events sent before a kill and not committed were sent again after it; Stripe
     # answered them from the idempotency key or as a duplicate identifier.

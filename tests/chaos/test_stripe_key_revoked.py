@@ -17,9 +17,9 @@ import urllib.request
 import pytest
 
 from streams.fakes.stripe import FakeStripe
-from streams.testing.chaos import ChaosReport, SinkProcess, Workload, wait_ready
-from streams.testing.distribution import free_ports
-from streams.testing.pipeline import read_topic
+from streams.testing.chaos import SinkProcess
+from streams.testing.readback import read_topic
+from streams.testing.verdict import Workload
 
 REVOKED_S = 30
 RETRY_S = 5
@@ -46,25 +46,16 @@ async def wait_metric(sink: SinkProcess, want: float, timeout_s: float) -> None:
 
 
 @pytest.mark.timeout(900)
-async def test_stripe_key_revoked_then_restored(kafka_bootstrap: str, make_run, chaos_secrets,
-                                                fake_stripe: FakeStripe,
-                                                chaos_report: ChaosReport) -> None:
-    workload = Workload.make(seed=88, events=9_000, customers=45, span_s=12 * 60)
-    run = make_run(kafka_bootstrap, mode="v1",
-                   sink_extra_env={"METERSTREAM_STRIPE__AUTH_RETRY_S": str(RETRY_S)})
-    await run.env.create_topics()
-    await run.publish_customers(workload.customers)
-    await run.env.produce(workload.records)
-    (port,) = free_ports(1)
-    worker = run.start_worker(web_port=port)
-    await wait_ready(port, worker)
-    sink = run.start_sink()
-    await sink.wait_running()
-    deadline = time.monotonic() + 180
-    while fake_stripe.ledger.accepted_count < 100:
-        assert time.monotonic() < deadline, "the sink never started sending"
-        run.check_alive()
-        await asyncio.sleep(0.1)
+async def test_stripe_key_revoked_then_restored(kafka_bootstrap: str, scenario, chaos_secrets,
+                                                fake_stripe: FakeStripe) -> None:
+    s = await scenario(kafka_bootstrap,
+                       Workload.make(seed=88, events=9_000, customers=45, span_s=12 * 60),
+                       mode="v1",
+                       sink_extra_env={"METERSTREAM_STRIPE__AUTH_RETRY_S": str(RETRY_S)},
+                       ).start(wait_sink=True)
+    sink = s.sink
+    assert sink is not None
+    await s.billed(100, timeout_s=180, message="the sink never started sending")
 
     fake_stripe.set_api_key("sk_test_" + "0" * 40)  # ours is no longer accepted
     await wait_metric(sink, 1.0, 60)
@@ -75,12 +66,11 @@ async def test_stripe_key_revoked_then_restored(kafka_bootstrap: str, make_run, 
     assert fake_stripe.ledger.accepted_count == accepted
     fake_stripe.set_api_key(chaos_secrets.stripe_key)
 
-    diff = await run.settle(workload.truth, timeout_s=600)
-    dead = await read_topic(run.env.bootstrap, run.settings.topics.summaries_dlq,
+    diff = await s.settle(timeout_s=600)
+    dead = await read_topic(s.run.env.bootstrap, s.run.settings.topics.summaries_dlq,
                             quiet_s=2, timeout_s=60)
-    chaos_report.row(workload, diff, {"stripe_key_revoked_s": REVOKED_S},
-                     probes_while_revoked=probes, summaries_dead_lettered=len(dead))
-    await run.verdict(workload.truth, diff)
+    await s.verdict(diff, {"stripe_key_revoked_s": REVOKED_S}, probes_while_revoked=probes,
+                    summaries_dead_lettered=len(dead))
     assert dead == [], "a refused key must not dead-letter summaries"
     # At most the calls in flight (8) probe, each once per RETRY_S (+1 for the first).
     assert 0 < probes <= 8 * (REVOKED_S / RETRY_S + 1)

@@ -17,8 +17,7 @@ import time
 import pytest
 
 from streams.fakes.stripe import FakeStripe, Faults
-from streams.testing.chaos import ChaosReport, Workload, wait_ready
-from streams.testing.distribution import free_ports
+from streams.testing.verdict import Workload
 
 FLAKY = Faults(rate_429=0.15, rate_500=0.05, rate_timeout=0.03, rate_drop=0.02,
                timeout_hold_s=3.0)
@@ -27,25 +26,14 @@ FLAKY = Faults(rate_429=0.15, rate_500=0.05, rate_timeout=0.03, rate_drop=0.02,
 @pytest.mark.timeout(1200)
 @pytest.mark.parametrize("down_s", [pytest.param(10, marks=pytest.mark.quick, id="down-10s"),
                                     pytest.param(60, id="down-60s")])
-async def test_stripe_down_then_flaky(kafka_bootstrap: str, make_run, fake_stripe: FakeStripe,
-                                      chaos_report: ChaosReport, down_s: int) -> None:
+async def test_stripe_down_then_flaky(kafka_bootstrap: str, scenario, fake_stripe: FakeStripe,
+                                      down_s: int) -> None:
     quick = down_s < 60
     workload = Workload.make(seed=55, events=4_000 if quick else 9_000,
                              customers=20 if quick else 45, span_s=12 * 60)
-    run = make_run(kafka_bootstrap, mode="v1", stripe_timeout_s=2.0)
-    await run.env.create_topics()
-    await run.publish_customers(workload.customers)
-    await run.env.produce(workload.records)
-    (port,) = free_ports(1)
-    worker = run.start_worker(web_port=port)
-    await wait_ready(port, worker)
-    sink = run.start_sink()
-    await sink.wait_running()
-    deadline = time.monotonic() + 180
-    while fake_stripe.ledger.accepted_count < 100:
-        assert time.monotonic() < deadline, "the sink never started sending"
-        run.check_alive()
-        await asyncio.sleep(0.1)
+    s = await scenario(kafka_bootstrap, workload, mode="v1",
+                       stripe_timeout_s=2.0).start(wait_sink=True)
+    await s.billed(100, timeout_s=180, message="the sink never started sending")
 
     accepted_before = fake_stripe.ledger.accepted_count
     down_began = time.monotonic()
@@ -59,11 +47,10 @@ async def test_stripe_down_then_flaky(kafka_bootstrap: str, make_run, fake_strip
     await fake_stripe.set_down("up")
     down_for = time.monotonic() - down_began
 
-    diff = await run.settle(workload.truth, timeout_s=900)
+    diff = await s.settle(timeout_s=900)
     stats = fake_stripe.stats
-    chaos_report.row(workload, diff, {"stripe_down_s": round(down_for, 1), **stats["faults"]},
-                     answered_503=refused_503, stripe_requests=stats["requests"])
-    await run.verdict(workload.truth, diff)
+    await s.verdict(diff, {"stripe_down_s": round(down_for, 1), **stats["faults"]},
+                    answered_503=refused_503, stripe_requests=stats["requests"])
     assert accepted_while_down == 0
     assert refused_503 > 0, "no request reached Stripe while it answered 503"
     assert all(stats["faults"][kind] > 0 for kind in ("429", "500", "timeout")), stats

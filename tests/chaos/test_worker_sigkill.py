@@ -19,46 +19,33 @@ import time
 
 import pytest
 
-from streams.testing.chaos import ChaosReport, Workload, wait_ready
-from streams.testing.distribution import free_ports
+from streams.testing.verdict import Workload
 
 KILLS = 10
 FEED_S = 150
 
 
 @pytest.mark.timeout(1500)
-async def test_worker_sigkill_ten_times(kafka_bootstrap: str, make_run,
-                                        chaos_report: ChaosReport) -> None:
+async def test_worker_sigkill_ten_times(kafka_bootstrap: str, scenario) -> None:
     seed = int(os.environ.get("METERSTREAM_KILL_SEED", time.time()))
     print(f"worker kill seed {seed} (set METERSTREAM_KILL_SEED to replay it)")
     rng = random.Random(seed)
-    run = make_run(kafka_bootstrap)
-    await run.env.create_topics()
-    workload = Workload.make(seed=11, events=24_000, customers=80, span_s=FEED_S,
-                             end_ms=int(time.time() * 1000) + (FEED_S - 70) * 1000)
-    await run.publish_customers(workload.customers)
-    (port,) = free_ports(1)
-    worker = run.start_worker(web_port=port)
-    await wait_ready(port, worker)
-    run.start_sink()
-    feed = asyncio.create_task(run.feed(workload.records, duration_s=FEED_S))
+    s = await scenario(kafka_bootstrap, Workload.fed_over(
+        FEED_S, seed=11, events=24_000, customers=80)).start(preload=False)
+    worker = s.worker
     kills = []
     ready_s = []
-    try:
+    async with s.feeding(FEED_S):
         for _ in range(KILLS):
             delay = rng.uniform(1.0, 8.0)
             await asyncio.sleep(delay)
-            run.check_alive()
+            s.run.check_alive()
             await asyncio.to_thread(worker.kill)
             kills.append(round(delay, 1))
-            worker = run.start_worker(web_port=port)
-            ready_s.append(round(await wait_ready(port, worker), 1))
-        await feed
-    finally:
-        feed.cancel()
-    diff = await run.settle(workload.truth, timeout_s=900)
-    chaos_report.row(workload, diff, {"worker_sigkill": KILLS}, kill_after_s=kills,
-                     ready_again_s=ready_s, seed=seed)
-    await run.verdict(workload.truth, diff)
+            worker = s.run.start_worker(web_port=worker.web_port)
+            ready_s.append(round(await worker.wait_ready(), 1))
+    diff = await s.settle(timeout_s=900)
+    await s.verdict(diff, {"worker_sigkill": KILLS}, kill_after_s=kills, ready_again_s=ready_s,
+                    seed=seed)
     log = worker.log_path.read_text(errors="replace")
     assert "restoring it cold" not in log, "a restart discarded its local state"

@@ -17,9 +17,7 @@ import asyncio
 import os
 import random
 import re
-import socket
 import time
-import urllib.request
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -28,7 +26,8 @@ from typing import Any
 import pytest
 
 from streams.loadgen.generate import GroundTruth, WorkloadSpec, generate, totals_from_summaries
-from streams.testing.pipeline import PipelineEnv, WorkerProcess, read_topic
+from streams.testing.pipeline import PipelineEnv
+from streams.testing.readback import read_topic
 
 EVENTS = 200_000
 
@@ -102,31 +101,6 @@ async def collect_and_check(env: PipelineEnv, truth: GroundTruth) -> dict[str, i
             "duplicate_summary_messages": len(summaries) - len(distinct)}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def is_ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
-
-
-async def wait_ready(port: int, worker: WorkerProcess, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        assert worker.alive(), worker.log_path.read_text()[-3000:]
-        if await asyncio.to_thread(is_ready, port):
-            return
-        await asyncio.sleep(0.2)
-    raise TimeoutError("worker not ready")
-
-
 # These two drain 200,000 events each; on a loaded 2-core machine that took 7.5 min.
 @pytest.mark.timeout(1500)
 async def test_200k_events_exact_totals_dlq_and_alerts(
@@ -156,19 +130,18 @@ async def test_sigkill_three_times_gives_identical_results(
     seed = int(os.environ.get("METERSTREAM_KILL_SEED", time.time()))
     print(f"kill timing seed {seed} (set METERSTREAM_KILL_SEED to replay it)")
     rng = random.Random(seed)
-    port = free_port()
-    worker = env.start_worker(web_port=port)
+    worker = env.start_worker()
     kills = []
     try:
         for _ in range(3):
             # Kill mid-processing: once the worker is ready, after a random 1-10 s.
-            await wait_ready(port, worker)
+            await worker.wait_ready(180)
             delay = rng.uniform(1.0, 10.0)
             await asyncio.sleep(delay)
             assert worker.alive(), worker.log_path.read_text()[-3000:]
             worker.kill()
             kills.append(round(delay, 1))
-            worker = env.start_worker(web_port=port)
+            worker = env.start_worker(web_port=worker.web_port)
         try:
             stats = await collect_and_check(env, truth)
         except TimeoutError as exc:

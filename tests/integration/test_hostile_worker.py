@@ -21,11 +21,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
+from streams.kafka.local.process import free_ports
 from streams.loadgen.generate import totals_from_summaries
 from streams.runtime.records import TICK_HEADER
-from streams.testing.distribution import free_ports
 from streams.testing.hostile import HostileRecord, hostile_workload
-from streams.testing.pipeline import PipelineEnv, read_topic
+from streams.testing.pipeline import PipelineEnv
+from streams.testing.readback import read_topic
 
 SEED = 20_261_123
 RECORDS = 3_000

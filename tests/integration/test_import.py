@@ -33,7 +33,6 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from moto.server import ThreadedMotoServer
 
 from streams.config import Settings, StripeSettings
@@ -41,11 +40,11 @@ from streams.core.events import UsageEvent, decode_record
 from streams.fakes.stripe import FakeStripe, FakeStripeConfig, MeterConfig
 from streams.importer.run import Importer, ImportOptions
 from streams.importer.sources import derived_event_id
-from streams.kafka.compat import partitions_of
 from streams.loadgen.generate import totals_from_summaries
 from streams.sink.engines.stripe_meter import make_meter_event_client
 from streams.sink.sink import StripeSink
-from streams.testing.pipeline import PipelineEnv, read_topic
+from streams.testing.pipeline import PipelineEnv
+from streams.testing.readback import read_records, read_topic
 
 METERS = ("cpu_seconds", "gpu_seconds", "memory_gb_seconds")
 Totals = dict[tuple[str, str], Decimal]
@@ -57,30 +56,20 @@ Totals = dict[tuple[str, str], Decimal]
 async def read_events(bootstrap: str, topic: str, expected: int,
                       timeout_s: float = 60.0) -> list[UsageEvent]:
     """Every event on ``topic`` (packed records unpacked); wait until ``expected`` arrived."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
-                                enable_auto_commit=False, auto_offset_reset="earliest")
-    await consumer.start()
     events: list[UsageEvent] = []
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        while not parts:
-            parts = {tp.partition for tp in await partitions_of(consumer, topic)}
-        consumer.assign([TopicPartition(topic, p) for p in parts])
-        await consumer.seek_to_beginning()
-        deadline = time.monotonic() + timeout_s
-        while len(events) < expected and time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=500)
-            for msgs in batch.values():
-                for m in msgs:
-                    good, bad = decode_record(m.value, m.key.decode())
-                    assert not bad, bad
-                    events.extend(good)
-        await asyncio.sleep(1.0)  # nothing more must follow
-        for msgs in (await consumer.getmany(timeout_ms=500)).values():
-            for m in msgs:
-                events.extend(decode_record(m.value, m.key.decode())[0])
-    finally:
-        await consumer.stop()
+    decoded_records = 0
+
+    def arrived(records: list[Any]) -> bool:
+        nonlocal decoded_records
+        for m in records[decoded_records:]:
+            good, bad = decode_record(m.value, m.key.decode())
+            assert not bad, bad
+            events.extend(good)
+        decoded_records = len(records)
+        return len(events) >= expected
+
+    # Once they are all there, nothing more must follow for a second.
+    await read_records(bootstrap, topic, until=arrived, quiet_s=1.0, timeout_s=timeout_s)
     return events
 
 

@@ -20,7 +20,8 @@ import orjson
 import pytest
 
 from streams.importer.run import Importer, ImportOptions
-from streams.testing.pipeline import PipelineEnv, read_topic
+from streams.testing.pipeline import PipelineEnv
+from streams.testing.readback import read_topic
 from tests.integration.test_import import read_events, run_cli, s3_url  # noqa: F401
 
 pytestmark = pytest.mark.integration

@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from streams.testing.distribution import default_home, fetch
-from streams.testing.kafka_local import KafkaLocal, KafkaLocalError
+from streams.kafka.local import KafkaLocal, KafkaLocalError, default_home, fetch
 from streams.testing.topics import TopicFactory, create_topic, unique_topic_name
 
 SCRIPT = default_home() / "kafka-local"

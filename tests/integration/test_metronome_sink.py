@@ -41,6 +41,7 @@ from streams.sink.metrics import SinkMetrics
 from streams.sink.model import MeterEvent
 from streams.sink.reconcile import reconcile
 from streams.sink.sink import StripeSink
+from streams.testing.readback import read_back
 from streams.testing.topics import TopicFactory
 
 HOUR_MS = 3_600_000
@@ -92,18 +93,7 @@ async def produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]
 
 
 async def read_all(bootstrap: str, topic: str) -> list[dict[str, object]]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        out = []
-        while True:
-            batch = await consumer.getmany(timeout_ms=1500)
-            if not batch:
-                return out
-            out.extend(orjson.loads(r.value) for rs in batch.values() for r in rs)
-    finally:
-        await consumer.stop()
+    return [orjson.loads(r.value) for r in await read_back(bootstrap, topic)]
 
 
 async def committed_all(bootstrap: str, group: str, topic: str, partitions: int) -> bool:

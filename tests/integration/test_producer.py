@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -13,10 +12,11 @@ from typing import Any
 
 import orjson
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 
+from streams.kafka.local import KafkaLocal
 from streams.sdk.producer import UsageProducer
-from streams.testing.kafka_local import KafkaLocal
+from streams.testing.readback import read_records
 from streams.testing.topics import create_topic, unique_topic_name
 
 
@@ -24,24 +24,20 @@ async def consume(bootstrap: str, topic: str, expected_events: int,
                   timeout_s: float = 120.0) -> list[tuple[bytes, dict[str, Any]]]:
     """Every (key, event) of ``topic`` from the start, once ``expected_events`` arrived
     and nothing more came for a second (to catch duplicates)."""
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False,
-                                max_partition_fetch_bytes=4 * 1024 * 1024)
-    await consumer.start()
     out: list[tuple[bytes, dict[str, Any]]] = []
-    deadline = time.monotonic() + timeout_s
-    try:
-        while time.monotonic() < deadline:
-            batch = await consumer.getmany(timeout_ms=1000, max_records=10_000)
-            if not batch and len(out) >= expected_events:
-                break
-            for records in batch.values():
-                for record in records:
-                    decoded = orjson.loads(record.value)
-                    for event in decoded if isinstance(decoded, list) else [decoded]:
-                        out.append((record.key, event))
-    finally:
-        await consumer.stop()
+    decoded_records = 0
+
+    def arrived(records: list[Any]) -> bool:
+        nonlocal decoded_records
+        for record in records[decoded_records:]:
+            decoded = orjson.loads(record.value)
+            out.extend((record.key, e) for e in (decoded if isinstance(decoded, list)
+                                                 else [decoded]))
+        decoded_records = len(records)
+        return len(out) >= expected_events
+
+    await read_records(bootstrap, topic, until=arrived, quiet_s=1.0, timeout_s=timeout_s,
+                       max_partition_fetch_bytes=4 * 1024 * 1024)
     return out
 
 

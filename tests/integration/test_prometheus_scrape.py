@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import socket
-import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -23,18 +21,12 @@ from pathlib import Path
 
 import pytest
 
+from streams.kafka.local.process import ChildProcess, free_ports
 from streams.loadgen.generate import GroundTruth, WorkloadSpec, generate
 from streams.testing.pipeline import PipelineEnv
 
 EVENTS = 2_000
 TIMEOUT_S = 90.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _query(base: str, promql: str) -> list[dict[str, object]]:
@@ -55,12 +47,12 @@ def _scalar(base: str, promql: str) -> float | None:
     return float(value[1])
 
 
-def _start_prometheus(tmp_path: Path, worker_port: int) -> tuple[subprocess.Popen[bytes], str]:
+def _start_prometheus(tmp_path: Path, worker_port: int) -> tuple[ChildProcess, str]:
     binary = shutil.which("prometheus")
     if binary is None:
         pytest.fail("the prometheus binary is missing: apt-get install prometheus "
                     "(scripts/bootstrap.sh does)")
-    port = _free_port()
+    (port,) = free_ports(1)
     config = tmp_path / "prometheus.yml"
     config.write_text(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
@@ -71,24 +63,11 @@ def _start_prometheus(tmp_path: Path, worker_port: int) -> tuple[subprocess.Pope
         "    static_configs:\n"
         f"      - targets: ['127.0.0.1:{worker_port}']\n"
     )
-    log = (tmp_path / "prometheus.log").open("ab")
-    proc = subprocess.Popen(
+    proc = ChildProcess.start(
         [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
          f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=tmp_path,
-    )
-    log.close()
+        log_path=tmp_path / "prometheus.log", cwd=tmp_path)
     return proc, f"http://127.0.0.1:{port}"
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
 
 
 async def _wait_for(base: str, promql: str, ok: Callable[[float], bool],
@@ -116,9 +95,8 @@ async def test_prometheus_counts_every_event(kafka_bootstrap: str, tmp_path: Pat
     env = PipelineEnv(kafka_bootstrap, tmp_path, partitions=2)
     await env.create_topics()
     await env.produce(records)
-    worker_port = _free_port()
-    worker = env.start_worker(web_port=worker_port)
-    prometheus, base = _start_prometheus(tmp_path, worker_port)
+    worker = env.start_worker()
+    prometheus, base = _start_prometheus(tmp_path, worker.web_port)
     try:
         deadline = time.monotonic() + TIMEOUT_S
         events = await _wait_for(
@@ -143,6 +121,6 @@ async def test_prometheus_counts_every_event(kafka_bootstrap: str, tmp_path: Pat
                                deadline + 30)
         assert size is not None and size > 0
     finally:
-        _stop(prometheus)
+        prometheus.stop(timeout_s=30)
         env.stop_all()
     assert worker.proc.returncode == 0

@@ -18,12 +18,10 @@ import time
 import uuid
 from pathlib import Path
 
-import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
-from streams.testing.distribution import free_ports
 from streams.testing.pipeline import PipelineEnv
 
 pytestmark = pytest.mark.integration
@@ -33,21 +31,6 @@ STREAM_TIMEOUT_S = 4
 # the timeout, counted from when the worker is ready.
 QUIET_S = STREAM_TIMEOUT_S + 12
 _ERROR = re.compile(r"\bERROR\b|\"level\":\s*\"ERROR\"")
-
-
-async def _ready(port: int, alive: object, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
-        while True:
-            assert callable(alive) and alive(), "the worker exited during start-up"
-            try:
-                async with session.get(f"http://127.0.0.1:{port}/ready") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            assert time.monotonic() < deadline, "the worker never became ready"
-            await asyncio.sleep(0.5)
 
 
 async def _warm_group_coordinator(bootstrap: str, topic: str) -> None:
@@ -78,10 +61,9 @@ async def test_idle_customers_topic_logs_no_error(kafka_bootstrap: str, tmp_path
                                            "stripe_customer_id": f"cus_{c}"})) for c in names]
 
     await env.produce(customers(["c0", "c1"]), topic=settings.topics.customers)
-    [port] = free_ports(1)
-    worker = env.start_worker("quiet", web_port=port)
+    worker = env.start_worker("quiet")
     try:
-        await _ready(port, worker.alive)
+        await worker.wait_ready(120)
         # Some traffic while it runs, as in production; then nothing for a while.
         await env.produce(customers(["c2", "c3"]), topic=settings.topics.customers)
         now_ms = int(time.time() * 1000)

@@ -20,10 +20,11 @@ from collections import defaultdict
 from decimal import Decimal
 from pathlib import Path
 
+from streams.kafka.local import KafkaLocal
 from streams.loadgen.generate import totals_from_summaries
 from streams.sdk.producer import UsageProducer
-from streams.testing.kafka_local import KafkaLocal
-from streams.testing.pipeline import PipelineEnv, read_topic
+from streams.testing.pipeline import PipelineEnv
+from streams.testing.readback import read_topic
 
 CUSTOMERS = ("acme", "globex", "initech")
 METERS = ("cpu_seconds", "gpu_seconds")

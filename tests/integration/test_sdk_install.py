@@ -17,7 +17,7 @@ import venv
 from pathlib import Path
 from typing import Any
 
-from streams.testing.pipeline import read_topic
+from streams.testing.readback import read_topic
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = 500

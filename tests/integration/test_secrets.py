@@ -28,10 +28,11 @@ from pathlib import Path
 
 import aiohttp
 
+from streams.kafka.local import KafkaLocal
+from streams.kafka.local.process import ChildProcess, free_ports, wait_until
 from streams.sdk.producer import UsageProducer
-from streams.testing.distribution import free_ports
-from streams.testing.kafka_local import KafkaLocal
-from streams.testing.pipeline import PipelineEnv, read_topic
+from streams.testing.pipeline import PipelineEnv
+from streams.testing.readback import read_topic
 
 CUSTOMERS = ("c-secrets-1", "c-secrets-2")
 
@@ -51,36 +52,22 @@ async def _get(session: aiohttp.ClientSession, url: str,
         return resp.status, await resp.text()
 
 
-async def _wait_ready(session: aiohttp.ClientSession, port: int, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            if (await _get(session, f"http://127.0.0.1:{port}/ready"))[0] == 200:
-                return
-        except aiohttp.ClientError:
-            pass
-        await asyncio.sleep(0.5)
-    raise TimeoutError("the worker did not become ready")
-
-
-def _start_fakestripe(tmp_path: Path, api_key: str) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
+def _start_fakestripe(tmp_path: Path, api_key: str) -> tuple[ChildProcess, str]:
+    """The fake Stripe on a port of its choosing, which it prints once it listens."""
+    proc = ChildProcess.start(
         [sys.executable, "-m", "streams.fakes.stripe", "--port", "0", "--api-key", api_key],
-        stdout=subprocess.PIPE, stderr=(tmp_path / "fakestripe.err").open("w"), text=True,
-        cwd=tmp_path,
-    )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    assert line.startswith("fakestripe listening on "), line
+        log_path=tmp_path / "fakestripe.log", cwd=tmp_path)
+    listening = "fakestripe listening on "
+    wait_until(lambda: listening in proc.log_text(), timeout_s=60, what="fake Stripe",
+               child=proc)
+    line = next(x for x in proc.log_text().splitlines() if x.startswith(listening))
     return proc, line.rsplit(" ", 1)[1].strip()
 
 
-def _start_sink(env: PipelineEnv, log: Path, metrics_port: int) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "streams", "sink", "--metrics-port", str(metrics_port)],
-            env={**os.environ, **env.env}, stdout=out, stderr=subprocess.STDOUT,
-            cwd=env.workdir)
+def _start_sink(env: PipelineEnv, log: Path, metrics_port: int) -> ChildProcess:
+    return ChildProcess.start(
+        [sys.executable, "-m", "streams", "sink", "--metrics-port", str(metrics_port)],
+        log_path=log, env={**os.environ, **env.env}, cwd=env.workdir)
 
 
 def _run(env: dict[str, str], *args: str, cwd: Path,
@@ -118,7 +105,7 @@ async def test_no_secret_in_logs_errors_dead_letters_or_metrics(
     settings = env.settings()
     texts: dict[str, str] = {}
     sink_log = tmp_path / "sink.log"
-    sink: subprocess.Popen[bytes] | None = None
+    sink: ChildProcess | None = None
     worker = None
     try:
         created = _run(env.env, "topics", "create", cwd=tmp_path)
@@ -162,7 +149,7 @@ async def test_no_secret_in_logs_errors_dead_letters_or_metrics(
                                     kafka=settings.kafka, quiet_s=2, timeout_s=30)
             assert dead == [], "a refused key must not dead-letter summaries"
 
-            await _wait_ready(session, web_port)
+            await worker.wait_ready(90)
             base = f"http://127.0.0.1:{web_port}"
             auth = {"Authorization": f"Bearer {api_token}"}
             usage = f"{base}/customers/{CUSTOMERS[0]}/usage"
@@ -204,18 +191,16 @@ async def test_no_secret_in_logs_errors_dead_letters_or_metrics(
         texts["sink, wrong password"] = wrong_sink.stdout + wrong_sink.stderr
     finally:
         if sink is not None:
-            sink.terminate()
-            sink.wait(timeout=60)
+            sink.stop(timeout_s=60)
         if worker is not None:
             worker.stop(timeout_s=30)
-        fake.terminate()
-        fake.wait(timeout=30)
+        fake.stop(timeout_s=30)
 
     assert sink is not None and sink.returncode == 0, sink_log.read_text()[-3000:]
     assert worker is not None and worker.proc.returncode == 0
     texts["worker log"] = worker.log_path.read_text(errors="replace")
     texts["sink log"] = sink_log.read_text(errors="replace")
-    texts["fake stripe log"] = (tmp_path / "fakestripe.err").read_text(errors="replace")
+    texts["fake stripe log"] = fake.log_text()
     # The logs are real: DEBUG level, with the 401s in them.
     assert "DEBUG" in texts["worker log"] and "DEBUG" in texts["sink log"]
     assert "refused the API key (HTTP 401)" in texts["sink log"]

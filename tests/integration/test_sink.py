@@ -25,7 +25,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
 
 import orjson
 import pytest
@@ -48,6 +47,7 @@ from streams.sink.metrics import SinkMetrics
 from streams.sink.plan import parse_summary, plan_values
 from streams.sink.reconcile import reconcile
 from streams.sink.sink import StripeSink
+from streams.testing.readback import read_back
 from streams.testing.topics import TopicFactory
 
 HOUR_MS = 3_600_000
@@ -182,21 +182,6 @@ async def committed_offsets(bootstrap: str, group: str, topic: str,
         ends = await consumer.end_offsets(tps)
         committed = {tp.partition: (await consumer.committed(tp)) or 0 for tp in tps}
         return committed, {tp.partition: e for tp, e in ends.items()}
-    finally:
-        await consumer.stop()
-
-
-async def read_all(bootstrap: str, topic: str) -> list[Any]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, group_id=None,
-                                auto_offset_reset="earliest")
-    await consumer.start()
-    try:
-        out = []
-        while True:
-            batch = await consumer.getmany(timeout_ms=1500)
-            if not batch:
-                return out
-            out.extend(r for records in batch.values() for r in records)
     finally:
         await consumer.stop()
 
@@ -351,7 +336,7 @@ async def test_sink_v1_faults_dead_letters_and_one_call_per_pair(
         assert stats["max_pair_concurrency"] == 1
         assert int(stats["max_rate_per_s"]) <= rate * RATE_TOLERANCE + 1  # type: ignore[call-overload]
 
-        dead = [orjson.loads(r.value) for r in await read_all(bootstrap, topics["dlq"])]
+        dead = [orjson.loads(r.value) for r in await read_back(bootstrap, topics["dlq"])]
         bad_ids = {parse_summary(raw).id for key, raw in workload.records
                    if key == bad.encode()}
         dead_ids = {parse_summary(base64.b64decode(d["original_b64"])).id for d in dead}

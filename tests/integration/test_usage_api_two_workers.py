@@ -21,9 +21,9 @@ from typing import Any
 import aiohttp
 
 from streams.core.windows import period_of
+from streams.kafka.local.process import free_ports
 from streams.loadgen.generate import GroundTruth, WorkloadSpec, generate
 from streams.runtime.web import partition_of
-from streams.testing.distribution import free_ports
 from streams.testing.pipeline import PipelineEnv, WorkerProcess
 
 TOKEN = "demo-token-7f3a"

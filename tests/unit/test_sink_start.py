@@ -8,8 +8,8 @@ import asyncio
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
+from streams.kafka.local.process import free_ports
 from streams.sink.kafka_io import start_when_reachable
-from streams.testing.distribution import free_ports
 from streams.util.backoff import Backoff
 
 FAST = Backoff(base_s=0.01, cap_s=0.02)

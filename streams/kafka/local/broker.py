@@ -28,55 +28,35 @@ server.properties, format storage unless already formatted, launch ``kafka.Kafka
 poll a Metadata request until the broker lists itself. ``stop`` sends SIGTERM (controlled
 shutdown), waits, and SIGKILLs after the timeout.
 
-Command line (also ``deploy/kafka-local/kafka-local``)::
-
-    python -m streams.testing.kafka_local fetch [--version V]
-    python -m streams.testing.kafka_local start [--dir DIR] [--version V] [--heap-mb N] [--sasl-ssl]
-    python -m streams.testing.kafka_local stop [--dir DIR]
-    python -m streams.testing.kafka_local status [--dir DIR]
+The TLS and SCRAM set-up is :mod:`streams.kafka.local.tls`, the settings
+:mod:`streams.kafka.local.properties`, and the command line (``deploy/kafka-local/kafka-local``)
+:mod:`streams.kafka.local.cli`.
 """
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
-import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from streams.testing.distribution import (
-    LOOPBACK,
-    KafkaLocalError,
-    default_home,
-    fetch,
-    free_ports,
-    is_kafka3,
-    node_settings,
-    pinned_version,
-)
-from streams.testing.probe import broker_answers
+from streams.kafka.local.jars import KafkaLocalError, default_home, pinned_version
+from streams.kafka.local.probe import broker_answers
+from streams.kafka.local.process import LOOPBACK, ChildProcess, free_ports, wait_until
+from streams.kafka.local.properties import jvm_options, local_settings, write_properties
+from streams.kafka.local.tls import MASK, SASL_USERNAME, make_tls, read_secrets, scram_arguments
 
-__all__ = [
-    "KafkaLocal",
-    "KafkaLocalError",
-    "default_home",
-    "fetch",
-    "main",
-    "pinned_version",
-]
+__all__ = ["KafkaLocal"]
 
 _ERROR_LINES = 12
 _TAIL_LINES = 20
@@ -87,11 +67,6 @@ class _Ports:
     broker: int
     controller: int
     sasl: int | None = None
-
-
-SASL_USERNAME = "meterstream"
-SASL_MECHANISMS = ("SCRAM-SHA-512", "SCRAM-SHA-256")
-_CERT_DAYS = 30
 
 
 def _cmdline(pid: int) -> str:
@@ -105,13 +80,6 @@ def _cmdline(pid: int) -> str:
         ["ps", "-ww", "-o", "command=", "-p", str(pid)], capture_output=True, text=True, check=False
     )
     return done.stdout
-
-
-def _kill_quietly(proc: subprocess.Popen[bytes]) -> None:
-    """Finalizer: a broker started without detach must not outlive its owner."""
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
 
 
 class KafkaLocal:
@@ -156,8 +124,7 @@ class KafkaLocal:
                                  sasl_port if isinstance(sasl_port, int) else None)
         # A dir that once had the secure listener keeps it: its users live in its metadata.
         self.sasl_ssl = sasl_ssl or isinstance(sasl_port, int)
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._finalizer: weakref.finalize[[subprocess.Popen[bytes]], KafkaLocal] | None = None
+        self._child: ChildProcess | None = None
         self._detached = False
         self.startup_s: float | None = None
         self._log_offsets: dict[Path, int] = {}
@@ -210,22 +177,13 @@ class KafkaLocal:
     @property
     def sasl_password(self) -> str:
         """The SCRAM password of :attr:`sasl_username` (same for both mechanisms)."""
-        return self._secrets()["sasl_password"]
-
-    def _secrets(self) -> dict[str, str]:
-        try:
-            loaded = json.loads((self.tls_dir / "secrets.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise KafkaLocalError(
-                f"no SASL_SSL credentials in {self.tls_dir}; start with sasl_ssl=True"
-            ) from exc
-        return {str(k): str(v) for k, v in loaded.items()}
+        return read_secrets(self.tls_dir)["sasl_password"]
 
     @property
     def pid(self) -> int | None:
         """The broker's process id while it runs, else None."""
-        if self._proc is not None and self._proc.poll() is None:
-            return self._proc.pid
+        if self._child is not None and self._child.alive():
+            return self._child.pid
         try:
             pid = int(self.pid_file.read_text().strip())
         except (OSError, ValueError):
@@ -294,7 +252,7 @@ class KafkaLocal:
             self._ports = _Ports(self._ports.broker, self._ports.controller,
                                  free_ports(1)[0])
         if self.sasl_ssl and not (self.tls_dir / "server.p12").is_file():
-            self._make_tls()
+            make_tls(self.tls_dir, java=self.java)
         self._write_config()
         if not formatted:
             self._format(lib)
@@ -304,33 +262,21 @@ class KafkaLocal:
             for path in (self.log_file, self.data_dir / "logs" / "stdout.log")
         }
         began = time.monotonic()
-        with (self.data_dir / "logs" / "stdout.log").open("ab") as out:
-            proc = subprocess.Popen(
-                [
-                    self.java,
-                    *self._jvm_options(self.heap_mb),
-                    "-cp",
-                    f"{lib}/*",
-                    "kafka.Kafka",
-                    str(self.config_file),
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self.data_dir,
-                start_new_session=True,
-            )
-        self._proc = proc
+        child = ChildProcess.start(
+            [self.java, *self._jvm_options(self.heap_mb), "-cp", f"{lib}/*", "kafka.Kafka",
+             str(self.config_file)],
+            log_path=self.data_dir / "logs" / "stdout.log", cwd=self.data_dir,
+            new_session=True, detach=detach)
+        self._child = child
         self._detached = detach
-        self._finalizer = None if detach else weakref.finalize(self, _kill_quietly, proc)
-        self.pid_file.write_text(f"{proc.pid}\n")
+        self.pid_file.write_text(f"{child.pid}\n")
         try:
-            self._wait_ready(proc, deadline=began + timeout_s)
+            self._wait_ready(child, timeout_s=began + timeout_s - time.monotonic())
         except BaseException:
             self.stop(timeout_s=10)
             raise
         self.startup_s = round(time.monotonic() - began, 3)
-        self._write_state(proc.pid)
+        self._write_state(child.pid)
         return self.bootstrap_servers
 
     def stop(self, timeout_s: float = 30.0) -> None:
@@ -344,10 +290,7 @@ class KafkaLocal:
             if not self._wait_gone(pid, timeout_s):
                 os.kill(pid, signal.SIGKILL)
                 self._wait_gone(pid, 10.0)
-        if self._finalizer is not None:
-            self._finalizer.detach()
-            self._finalizer = None
-        self._proc = None
+        self._child = None
         self.pid_file.unlink(missing_ok=True)
         if self._ports is not None and self.data_dir.is_dir():
             self._write_state(None)
@@ -380,41 +323,18 @@ class KafkaLocal:
     # -- internals ----------------------------------------------------------------------------
 
     def _jvm_options(self, heap_mb: int) -> list[str]:
-        opts = [
-            f"-Xmx{heap_mb}m",
-            "-Xms64m",
-            # A single-threaded collector: smallest footprint, and pauses on a heap this
-            # size stay in the low milliseconds.
-            "-XX:+UseSerialGC",
-            "-XX:+ExitOnOutOfMemoryError",
-            "-XX:-UsePerfData",
-            "-Djava.awt.headless=true",
-            f"-Dkafka.logs.dir={self.data_dir / 'logs'}",
-        ]
-        if self.quick_jit:
-            opts.append("-XX:TieredStopAtLevel=1")
-        if is_kafka3(self.version):
-            opts.append(f"-Dlog4j.configuration=file:{self.home / 'log4j.properties'}")
-        else:
-            opts.append(f"-Dlog4j2.configurationFile={self.home / 'log4j2.xml'}")
-        return opts
+        return jvm_options(data_dir=self.data_dir, home=self.home, version=self.version,
+                           heap_mb=heap_mb, quick_jit=self.quick_jit)
 
     def _write_config(self) -> None:
         assert self._ports is not None
-        settings = node_settings(
-            listen_host=LOOPBACK,
-            advertised_host=LOOPBACK,
-            broker_port=self._ports.broker,
-            controller_port=self._ports.controller,
-        )
-        settings["log.dirs"] = str(self.data_dir / "data")
-        settings["metadata.log.dir"] = str(self.data_dir / "data")
-        if self._ports.sasl is not None:
-            settings.update(self._sasl_ssl_settings(self._ports.sasl))
-        lines = [f"{k}={v}" for k, v in settings.items()]
-        self.config_file.write_text(
-            "# written by streams.testing.kafka_local\n" + "\n".join(lines) + "\n"
-        )
+        secure = self._ports.sasl is not None
+        settings = local_settings(
+            self.data_dir, broker_port=self._ports.broker,
+            controller_port=self._ports.controller, sasl_port=self._ports.sasl,
+            keystore=self.tls_dir / "server.p12" if secure else None,
+            keystore_password=read_secrets(self.tls_dir)["keystore_password"] if secure else "")
+        write_properties(self.config_file, settings)
 
     def _format(self, lib: Path) -> None:
         cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
@@ -431,7 +351,7 @@ class KafkaLocal:
                 f"--cluster-id={cluster_id}",
                 "-c",
                 str(self.config_file),
-                *self._scram_arguments(),
+                *(scram_arguments(self.sasl_password) if self.sasl_ssl else []),
             ],
             stdin=subprocess.DEVNULL,
             capture_output=True,
@@ -442,124 +362,36 @@ class KafkaLocal:
         if done.returncode != 0:
             output = f"{done.stdout[-4000:]}{done.stderr[-4000:]}"
             if self.sasl_ssl:
-                output = output.replace(self.sasl_password, "**********")
+                output = output.replace(self.sasl_password, MASK)
             raise KafkaLocalError(
                 f"formatting {self.data_dir / 'data'} failed (exit {done.returncode}):\n"
                 f"{output}"
             )
 
-    # -- the SASL_SSL listener ---------------------------------------------------------------
+    def _wait_ready(self, child: ChildProcess, *, timeout_s: float) -> None:
+        """Until the broker lists itself in a Metadata answer (and, with TLS, its SASL_SSL
+        port accepts connections); fails with what this start-up logged."""
+        ports = self._ports
+        assert ports is not None
 
-    def _scram_arguments(self) -> list[str]:
-        if not self.sasl_ssl:
-            return []
-        password = self.sasl_password
-        args = []
-        for mechanism in SASL_MECHANISMS:
-            args += ["--add-scram", f"{mechanism}=[name={SASL_USERNAME},password={password}]"]
-        return args
+        def answers() -> bool:
+            return broker_answers(LOOPBACK, ports.broker, timeout_s=1.0) and (
+                ports.sasl is None or _accepts(LOOPBACK, ports.sasl))
 
-    def _sasl_ssl_settings(self, port: int) -> dict[str, str]:
-        store_password = self._secrets()["keystore_password"]
-        prefix = "listener.name.sasl_ssl."
-        settings = {
-            "listeners": self._listener_list("listeners", port),
-            "advertised.listeners": self._listener_list("advertised.listeners", port),
-            "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,"
-            "SASL_SSL:SASL_SSL",
-            "sasl.enabled.mechanisms": ",".join(SASL_MECHANISMS),
-            prefix + "ssl.keystore.type": "PKCS12",
-            prefix + "ssl.keystore.location": str(self.tls_dir / "server.p12"),
-            prefix + "ssl.keystore.password": store_password,
-            prefix + "ssl.key.password": store_password,
-            prefix + "ssl.client.auth": "none",
-        }
-        for mechanism in SASL_MECHANISMS:
-            settings[f"{prefix}{mechanism.lower()}.sasl.jaas.config"] = (
-                "org.apache.kafka.common.security.scram.ScramLoginModule required;"
-            )
-        return settings
-
-    def _listener_list(self, name: str, port: int) -> str:
-        assert self._ports is not None
-        base = node_settings(
-            listen_host=LOOPBACK,
-            advertised_host=LOOPBACK,
-            broker_port=self._ports.broker,
-            controller_port=self._ports.controller,
-        )[name]
-        return f"{base},SASL_SSL://{LOOPBACK}:{port}"
-
-    def _make_tls(self) -> None:
-        """A throwaway CA and a broker keystore (PKCS12) signed by it, with keytool."""
-        keytool = shutil.which("keytool") or str(Path(self.java).parent / "keytool")
-        tls = self.tls_dir
-        shutil.rmtree(tls, ignore_errors=True)
-        tls.mkdir(parents=True)
-        tls.chmod(0o700)
-        store_password = secrets.token_hex(16)
-        creds = tls / "secrets.json"
-        creds.touch(mode=0o600)
-        creds.write_text(json.dumps({"keystore_password": store_password,
-                                     "sasl_password": secrets.token_hex(16)}))
-        ca, server = str(tls / "ca.p12"), str(tls / "server.p12")
-        pw = ["-storepass", store_password, "-keypass", store_password]
-        common = ["-storetype", "PKCS12", "-keyalg", "EC", "-groupname", "secp256r1"]
-        steps = [
-            ["-genkeypair", "-alias", "ca", "-dname", "CN=meterstream-kafka-local-ca",
-             "-ext", "bc:c", "-validity", str(_CERT_DAYS), "-keystore", ca, *common, *pw],
-            ["-exportcert", "-rfc", "-alias", "ca", "-keystore", ca, "-file", str(self.ca_file),
-             *pw],
-            ["-genkeypair", "-alias", "broker", "-dname", f"CN={LOOPBACK}",
-             "-validity", str(_CERT_DAYS), "-keystore", server, *common, *pw],
-            ["-certreq", "-alias", "broker", "-keystore", server,
-             "-file", str(tls / "server.csr"), *pw],
-            ["-gencert", "-rfc", "-alias", "ca", "-keystore", ca,
-             "-infile", str(tls / "server.csr"), "-outfile", str(tls / "server.pem"),
-             "-validity", str(_CERT_DAYS),
-             "-ext", f"SAN=ip:{LOOPBACK},dns:localhost", "-ext", "KU=digitalSignature",
-             "-ext", "EKU=serverAuth", *pw],
-            ["-importcert", "-noprompt", "-alias", "ca", "-file", str(self.ca_file),
-             "-keystore", server, *pw],
-            ["-importcert", "-noprompt", "-alias", "broker", "-file", str(tls / "server.pem"),
-             "-keystore", server, *pw],
-        ]
-        for step in steps:
-            done = subprocess.run(
-                [keytool, *step], stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                check=False, cwd=tls,
-            )
-            if done.returncode != 0:
-                output = (done.stdout + done.stderr).replace(store_password, "**********")
-                raise KafkaLocalError(f"keytool {step[0]} failed (exit {done.returncode}):\n"
-                                      f"{output[-4000:]}")
-
-    def _wait_ready(self, proc: subprocess.Popen[bytes], *, deadline: float) -> None:
-        assert self._ports is not None
-        while True:
-            if proc.poll() is not None:
-                raise KafkaLocalError(
-                    f"Kafka {self.version} exited with {proc.returncode} during start-up\n"
-                    + self._log_tail()
-                )
-            if broker_answers(LOOPBACK, self._ports.broker, timeout_s=1.0) and (
-                self._ports.sasl is None or _accepts(LOOPBACK, self._ports.sasl)
-            ):
-                return
-            if time.monotonic() >= deadline:
-                raise KafkaLocalError(
-                    f"Kafka {self.version} did not answer on {self.bootstrap_servers} in time\n"
-                    + self._log_tail()
-                )
-            time.sleep(0.1)
+        try:
+            wait_until(answers, timeout_s=timeout_s, what=f"Kafka {self.version}", child=child)
+        except AssertionError as exc:  # it exited
+            raise KafkaLocalError(
+                f"Kafka {self.version} exited with {child.returncode} during start-up\n"
+                + self._log_tail()) from exc
+        except TimeoutError as exc:
+            raise KafkaLocalError(
+                f"Kafka {self.version} did not answer on {self.bootstrap_servers} in time\n"
+                + self._log_tail()) from exc
 
     def _wait_gone(self, pid: int, timeout_s: float) -> bool:
-        if self._proc is not None and self._proc.pid == pid:
-            try:
-                self._proc.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                return False
-            return True
+        if self._child is not None and self._child.pid == pid:
+            return self._child.wait(timeout_s)
         deadline = time.monotonic() + timeout_s
         while self.pid == pid:
             if time.monotonic() >= deadline:
@@ -599,69 +431,3 @@ def _accepts(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
-
-
-def main(argv: list[str] | None = None) -> int:
-    """The kafka-local command; exit status 0 on success, 1 on error, 3 for status=stopped."""
-    parser = argparse.ArgumentParser(prog="kafka-local", description=__doc__.split("\n")[0])
-    parser.add_argument("--home", type=Path, default=None, help="deploy/kafka-local dir")
-    sub = parser.add_subparsers(dest="command", required=True)
-    p_fetch = sub.add_parser("fetch", help="copy the broker jars from Maven Central into lib/")
-    p_fetch.add_argument("--version", default=None)
-    p_start = sub.add_parser("start", help="start a broker; prints the bootstrap servers")
-    p_start.add_argument("--version", default=None)
-    p_start.add_argument("--heap-mb", type=int, default=512)
-    p_start.add_argument("--timeout", type=float, default=90.0)
-    p_start.add_argument("--no-quick-jit", dest="quick_jit", action="store_false")
-    p_start.add_argument("--sasl-ssl", action="store_true",
-                         help="also serve a SASL_SSL (SCRAM) listener; see tls/ in the dir")
-    p_stop = sub.add_parser("stop", help="stop the broker (SIGTERM, then SIGKILL)")
-    p_stop.add_argument("--timeout", type=float, default=30.0)
-    p_status = sub.add_parser("status", help="print running/stopped and the bootstrap servers")
-    for p in (p_start, p_stop, p_status):
-        p.add_argument(
-            "--dir", type=Path, default=None, help="data dir (default: deploy/kafka-local/run)"
-        )
-    args = parser.parse_args(argv)
-    home: Path = args.home or default_home()
-
-    try:
-        if args.command == "fetch":
-            print(fetch(args.version, home=home))
-            return 0
-        data_dir: Path = args.dir or home / "run"
-        if args.command == "start":
-            data_dir.mkdir(parents=True, exist_ok=True)
-            broker = KafkaLocal(
-                data_dir,
-                version=args.version,
-                heap_mb=args.heap_mb,
-                quick_jit=args.quick_jit,
-                home=home,
-                sasl_ssl=args.sasl_ssl,
-            )
-            print(broker.start(args.timeout, detach=True))
-            if broker.sasl_ssl:
-                print(f"SASL_SSL {broker.sasl_bootstrap_servers} ca={broker.ca_file} "
-                      f"user={broker.sasl_username} (password in {broker.tls_dir}/secrets.json)")
-            return 0
-        broker = KafkaLocal(data_dir, home=home)
-        if args.command == "stop":
-            broker.stop(args.timeout)
-            return 0
-        pid = broker.pid
-        if pid is None:
-            print("stopped")
-            return 3
-        print(
-            f"running {broker.bootstrap_servers} pid={pid} version={broker.version} "
-            f"log={broker.log_file}"
-        )
-        return 0
-    except KafkaLocalError as exc:
-        print(f"kafka-local: {exc}", file=sys.stderr)
-        return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,16 +1,14 @@
-"""What a local broker is made of: jars from Maven Central, its settings, its ports.
+"""The local broker's jars: Apache Kafka from Maven Central, at the pinned version.
 
 The jars come through deploy/kafka-local/pom.xml, whose ``kafka.version`` property is the
 pinned broker version, read here so that it is set in one place. ``fetch`` copies the
 runtime jars into ``lib/<version>/`` next to the pom; several versions can sit side by
-side (docs/kafka-local.md compares them). ``node_settings`` is shared by the local broker
-and the Docker one, so tests see the same broker whichever runs.
+side (docs/kafka-local.md compares them).
 """
 
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import xml.etree.ElementTree as ET
 from hashlib import sha256
@@ -18,18 +16,8 @@ from pathlib import Path
 
 from streams.errors import MeterstreamError
 
-__all__ = [
-    "LOOPBACK",
-    "KafkaLocalError",
-    "default_home",
-    "fetch",
-    "free_ports",
-    "is_kafka3",
-    "node_settings",
-    "pinned_version",
-]
+__all__ = ["KafkaLocalError", "default_home", "fetch", "is_kafka3", "pinned_version"]
 
-LOOPBACK = "127.0.0.1"
 _STAMP = ".fetched"
 
 
@@ -39,7 +27,7 @@ class KafkaLocalError(MeterstreamError):
 
 def default_home() -> Path:
     """deploy/kafka-local of the source checkout this module lives in."""
-    return Path(__file__).resolve().parents[2] / "deploy" / "kafka-local"
+    return Path(__file__).resolve().parents[3] / "deploy" / "kafka-local"
 
 
 def pinned_version(home: Path | None = None) -> str:
@@ -102,60 +90,3 @@ def fetch(version: str | None = None, *, home: Path | None = None, maven: str = 
         )
     stamp_file.write_text(stamp)
     return lib
-
-
-def node_settings(
-    *,
-    listen_host: str,
-    advertised_host: str,
-    broker_port: int,
-    controller_port: int,
-    controller_host: str = LOOPBACK,
-) -> dict[str, str]:
-    """server.properties of a single combined KRaft node, tuned for tests on small machines.
-
-    Topics are never auto-created: tests and the app create theirs explicitly (faust
-    creates its changelog topics through the admin API). One partition for the offsets
-    and transaction state topics makes the first group join and transaction fast.
-    """
-    return {
-        "process.roles": "broker,controller",
-        "node.id": "1",
-        "controller.quorum.voters": f"1@{controller_host}:{controller_port}",
-        "listeners": f"PLAINTEXT://{listen_host}:{broker_port},"
-        f"CONTROLLER://{listen_host}:{controller_port}",
-        "advertised.listeners": f"PLAINTEXT://{advertised_host}:{broker_port}",
-        "controller.listener.names": "CONTROLLER",
-        "inter.broker.listener.name": "PLAINTEXT",
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-        "auto.create.topics.enable": "false",
-        "num.partitions": "1",
-        "default.replication.factor": "1",
-        "min.insync.replicas": "1",
-        "offsets.topic.replication.factor": "1",
-        "offsets.topic.num.partitions": "1",
-        "transaction.state.log.replication.factor": "1",
-        "transaction.state.log.min.isr": "1",
-        "transaction.state.log.num.partitions": "1",
-        "share.coordinator.state.topic.replication.factor": "1",
-        "share.coordinator.state.topic.min.isr": "1",
-        "group.initial.rebalance.delay.ms": "0",
-        # The cleaner's default 128 MiB dedupe buffer alone would take a quarter of the heap.
-        "log.cleaner.dedupe.buffer.size": str(16 * 1024 * 1024),
-        # Two cores: the defaults (3 network, 8 I/O threads) only add contention.
-        "num.network.threads": "2",
-        "num.io.threads": "4",
-    }
-
-
-def free_ports(n: int) -> list[int]:
-    """n distinct loopback ports that were free a moment ago."""
-    # All sockets stay open until every port is chosen, so the n ports are distinct.
-    socks = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(n)]
-    try:
-        for s in socks:
-            s.bind((LOOPBACK, 0))
-        return [int(s.getsockname()[1]) for s in socks]
-    finally:
-        for s in socks:
-            s.close()
