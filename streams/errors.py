@@ -23,11 +23,13 @@
     │   ├── DuplicateIdentifierError  the fake Stripe ledger has the identifier already
     │   ├── UnknownIdentifierError    the fake Stripe ledger has no such identifier
     │   └── MetronomeApiError     an error answer in Metronome's shape (fakes/metronome/api.py)
-    └── the test harness's: KafkaLocalError (the local broker could not be fetched,
-        started or stopped), HelmMissingError, HelmError (the chart's offline checks)
+    ├── KafkaLocalError           the local broker could not be fetched, started or
+    │                             stopped (streams/kafka/local/jars.py)
+    └── the test harness's: HelmMissingError, HelmError (the chart's offline checks)
 
 Every class is defined here except those whose code needs a library the SDK does not
-install (the fakes' error answers build aiohttp responses) and the test harness's; they
+install (the fakes' error answers build aiohttp responses), the local broker's and the test
+harness's; they
 subclass the class named above them where they are defined. A unit test
 (tests/unit/test_errors.py) fails when an exception class in ``streams`` is not under
 :class:`MeterstreamError` or not drawn here.
