@@ -29,8 +29,7 @@
 
 Every class is defined here except those whose code needs a library the SDK does not
 install (the fakes' error answers build aiohttp responses), the local broker's and the test
-harness's; they
-subclass the class named above them where they are defined. A unit test
+harness's; they subclass the class named above them where they are defined. A unit test
 (tests/unit/test_errors.py) fails when an exception class in ``streams`` is not under
 :class:`MeterstreamError` or not drawn here.
 
