@@ -37,6 +37,7 @@ class Mode:
     latency_rates: list[int]
     latency_duration_s: float
     latency_wait_s: float
+    latency_warm_up_s: float
     scale_customers: list[int]
     scale_build_timeout_s: float
     scale_recovery_timeout_s: float
@@ -47,14 +48,15 @@ MODES = {
     "quick": Mode(
         drain_events=50_000, drain_customers=1_000, drain_packs=[1, 50], drain_span_s=120,
         drain_repeats=1, drain_timeout_s=90, latency_rates=[1_000, 10_000, 50_000],
-        latency_duration_s=4, latency_wait_s=6, scale_customers=[500, 1_000, 2_000],
+        latency_duration_s=4, latency_wait_s=6, latency_warm_up_s=0,
+        scale_customers=[500, 1_000, 2_000],
         scale_build_timeout_s=25, scale_recovery_timeout_s=60, core_repeats=3,
     ),
     "full": Mode(
         drain_events=200_000, drain_customers=10_000, drain_packs=[1, 50], drain_span_s=600,
         drain_repeats=3,
         drain_timeout_s=900, latency_rates=[1_000, 10_000, 50_000], latency_duration_s=30,
-        latency_wait_s=120, scale_customers=[10_000, 100_000, 1_000_000],
+        latency_wait_s=120, latency_warm_up_s=120, scale_customers=[10_000, 100_000, 1_000_000],
         scale_build_timeout_s=1_800, scale_recovery_timeout_s=900, core_repeats=5,
     ),
 }
@@ -79,7 +81,7 @@ async def _run(bootstrap: str, mode: Mode, parts: set[str], workdir: Path, profi
     if "latency" in parts:
         results["latency"] = await run_latency(bootstrap, workdir / "latency", LatencyParams(
             rates=mode.latency_rates, duration_s=mode.latency_duration_s,
-            wait_s=mode.latency_wait_s), log=_log)
+            wait_s=mode.latency_wait_s, warm_up_s=mode.latency_warm_up_s), log=_log)
     if "scale" in parts:
         results["scale"] = await run_scale(bootstrap, workdir / "scale", ScaleParams(
             customers=mode.scale_customers, build_timeout_s=mode.scale_build_timeout_s,
