@@ -52,6 +52,10 @@ NOW_S = 1_795_000_000
 NOW_MS = NOW_S * 1000
 
 
+def _fixed_clock() -> float:
+    return float(NOW_S)
+
+
 def event(i: int, value: str = "1.5", customer: str = "acct_1", meter: str = "cpu_seconds",
           ts: int = NOW_S - 3600) -> MeterEvent:
     return MeterEvent(identifier=f"ms1_{i:040x}", event_name=meter, stripe_customer_id=customer,
@@ -64,7 +68,10 @@ def client_for(fake: FakeMetronome, **kw: object) -> MetronomeClient:
 
 @pytest.fixture
 async def fake() -> typing.AsyncIterator[FakeMetronome]:
-    async with FakeMetronome(FakeMetronomeConfig(api_token=TOKEN, seed=3)) as f:
+    # The fake's clock is pinned to the events' time: Metronome's limits (24 h ahead, 34
+    # days back) are judged against it, and a wall clock would move the events out of them.
+    async with FakeMetronome(FakeMetronomeConfig(api_token=TOKEN, seed=3,
+                                                 clock=_fixed_clock)) as f:
         yield f
 
 
@@ -175,7 +182,8 @@ async def test_refusals_are_permanent_with_the_reason(fake: FakeMetronome) -> No
 
 
 async def test_unknown_customers_are_accepted_but_match_nobody() -> None:
-    config = FakeMetronomeConfig(customers=(FakeCustomer("c-uuid-1", ingest_aliases=("acct_1",)),))
+    config = FakeMetronomeConfig(customers=(FakeCustomer("c-uuid-1", ingest_aliases=("acct_1",)),),
+                                 clock=_fixed_clock)
     async with FakeMetronome(config) as fake:
         client = client_for(fake)
         await client.send([event(1, customer="acct_1"), event(2, customer="c-uuid-1"),
