@@ -258,9 +258,8 @@ async def test_dispatcher_under_seeded_faults_bills_exactly_once() -> None:
     deltas per (customer, meter), and each transaction id is accepted once."""
     faults = Faults(rate_429=0.15, rate_500=0.1, rate_timeout=0.05, rate_drop=0.05,
                     timeout_hold_s=0.6, retry_after_s=0.01)
-    async with FakeMetronome(FakeMetronomeConfig(api_token=TOKEN, seed=11,
-                                                 faults=faults)) as fake:
-        fake.set_clock(lambda: NOW_S + 0.0)
+    async with FakeMetronome(FakeMetronomeConfig(api_token=TOKEN, seed=11, faults=faults,
+                                                 clock=_fixed_clock)) as fake:
         client = client_for(fake, timeout_s=0.3)
         rng = random.Random(5)
         tracker = PartitionOffsets()
