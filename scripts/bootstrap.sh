@@ -34,11 +34,21 @@ if [ ! -x .venv/bin/python ]; then
 fi
 stamp=.venv/.meterstream-installed
 want="$(sha256sum pyproject.toml | cut -c1-16)-$EXTRAS"
+# The install compiles the core's hot modules (setup.py, mypyc) from streams/core's
+# sources: after an edit there, they are compiled again (until then the package runs
+# their Python source, and says so).
+core_stamp=.venv/.meterstream-core-compiled
+core_want="$(cat setup.py streams/core/*.py | sha256sum | cut -c1-16)"
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  say "installing the package with extras [$EXTRAS]"
+  say "installing the package with extras [$EXTRAS] (compiling the core: about a minute)"
   .venv/bin/pip install -q -U pip
   .venv/bin/pip install -q -e ".[$EXTRAS]"
   echo "$want" > "$stamp"
+  echo "$core_want" > "$core_stamp"
+elif [ "$(cat "$core_stamp" 2>/dev/null)" != "$core_want" ]; then
+  say "compiling the core again (streams/core changed)"
+  .venv/bin/pip install -q --no-deps -e .
+  echo "$core_want" > "$core_stamp"
 fi
 
 say "Kafka broker jars"

@@ -44,6 +44,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from aiokafka.errors import KafkaError
 
 from streams.config import Settings
+from streams.core import compiled as core_compiled
 from streams.core.aggregate import Aggregator, SourceRecord
 from streams.core.state import PartitionRec, partition_key
 from streams.errors import MeterstreamError, PartitionFencedError
@@ -179,8 +180,9 @@ class DataPlane:
         gc.set_threshold(_GC_GEN0_THRESHOLD, 20, 20)
         self._task = asyncio.create_task(self._run(), name="data-plane")
         self._task.add_done_callback(_fail_stop_on_error)
-        log.info("data plane started: group %s, instance %s, events %s", w.app_id,
-                 w.effective_instance_id, self.topics.events)
+        log.info("data plane started: group %s, instance %s, events %s; the aggregation "
+                 "core runs %s", w.app_id, w.effective_instance_id, self.topics.events,
+                 "compiled (mypyc)" if core_compiled() else "from its Python source")
 
     async def _partition_count(self, topic: str, setting: str) -> int:
         assert self._ticks is not None

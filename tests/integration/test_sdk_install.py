@@ -58,16 +58,19 @@ def _fresh_sdk_venv(where: Path) -> Path:
     the Dockerfile copies (pip builds in the source tree: not in the checkout)."""
     source = where / "src"
     source.mkdir(parents=True)
-    for name in ("pyproject.toml", "README.md"):
+    for name in ("pyproject.toml", "setup.py", "README.md"):
         shutil.copy2(ROOT / name, source / name)
+    # (Not the checkout's build outputs: the compiled core and the record of its sources.)
     shutil.copytree(ROOT / "streams", source / "streams",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so", "compiled_from.txt"))
     venv.create(where / "venv", with_pip=True)
     python = where / "venv" / "bin" / "python"
     subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
          "--cache-dir", str(ROOT / ".cache" / "pip"), f"{source}[sdk]"],
-        check=True, timeout=900, env={**os.environ, "PIP_NO_INPUT": "1"})
+        # The SDK does not use the core: a compute worker's install skips compiling it.
+        check=True, timeout=900,
+        env={**os.environ, "PIP_NO_INPUT": "1", "METERSTREAM_PURE_PYTHON": "1"})
     return python
 
 
