@@ -242,9 +242,12 @@ async def _meterstream_run(env: PipelineEnv, wl: DrainWorkload, workdir: Path, r
                 first = time.time()
                 if spy_out is not None:
                     spy_out.parent.mkdir(parents=True, exist_ok=True)
+                    # --native: the compiled core's functions are C frames (CPyDef_...);
+                    # py-spy reads native stacks only while it pauses the process.
+                    spy_out.unlink(missing_ok=True)
                     spy = spawn([_py_spy(), "record", "--pid", str(worker.proc.pid), "--rate",
-                                 "100", "--nonblocking", "--format", "raw", "--output",
-                                 str(spy_out)], workdir / "py-spy.log")
+                                 "100", "--native", "--format", "raw",
+                                 "--output", str(spy_out)], workdir / "py-spy.log")
                     spy_started = time.monotonic()
             peak = max(peak, proc_status(worker.proc.pid).get("VmHWM", 0))
             await asyncio.sleep(0.1)

@@ -15,7 +15,9 @@ from typing import Any
 # Inclusive buckets: a sample counts for a bucket when any frame of its stack matches.
 BUCKETS: dict[str, tuple[str, ...]] = {
     "batch processor (streams/runtime/processor.py)": ("streams/runtime/processor.py",),
-    "core: validate, dedup, aggregate (streams/core)": ("streams/core/",),
+    # (The compiled core's functions are C frames of __native_streams_core.c.)
+    "core: validate, dedup, aggregate (streams/core)": ("streams/core/",
+                                                       "__native_streams_core"),
     "decode + validate events (streams/core/events.py, orjson)": ("streams/core/events.py",
                                                                   "orjson"),
     "Decimal arithmetic (decimal / money.py)": ("decimal", "money.py"),
