@@ -48,7 +48,10 @@ def _stale_reason() -> str | None:
     except (OSError, ValueError):
         return "they have no record of the sources they were built from"
     for name in COMPILED:
-        digest = hashlib.sha256((_HERE / f"{name}.py").read_bytes()).hexdigest()
+        try:
+            digest = hashlib.sha256((_HERE / f"{name}.py").read_bytes()).hexdigest()
+        except OSError:  # installed without its source: the compiled module is all there is
+            continue
         if stamp.get(name) != digest:
             return f"streams/core/{name}.py changed since they were built"
     return None

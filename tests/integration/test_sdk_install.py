@@ -68,7 +68,7 @@ def _fresh_sdk_venv(where: Path) -> Path:
     subprocess.run(
         [str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check",
          "--cache-dir", str(ROOT / ".cache" / "pip"), f"{source}[sdk]"],
-        # The SDK does not use the core: a compute worker's install skips compiling it.
+        # (The SDK does not use the core: building it uncompiled keeps this test short.)
         check=True, timeout=900,
         env={**os.environ, "PIP_NO_INPUT": "1", "METERSTREAM_PURE_PYTHON": "1"})
     return python
