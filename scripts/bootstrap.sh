@@ -46,7 +46,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "$want" > "$stamp"
   echo "$core_want" > "$core_stamp"
 elif [ "$(cat "$core_stamp" 2>/dev/null)" != "$core_want" ]; then
-  say "compiling the core again (streams/core changed)"
+  say "compiling the core again (streams/core or setup.py changed)"
   .venv/bin/pip install -q --no-deps -e .
   echo "$core_want" > "$core_stamp"
 fi
