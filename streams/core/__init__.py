@@ -40,9 +40,7 @@ def _built() -> bool:
 
 
 def _stale_reason() -> str | None:
-    """Why the compiled modules must not be used (None: they may)."""
-    if os.environ.get("METERSTREAM_PURE_PYTHON") == "1":
-        return ""
+    """Why the compiled modules must not be used (None: they are current)."""
     try:
         stamp = dict(line.split() for line in _STAMP.read_text().splitlines() if line)
     except (OSError, ValueError):
@@ -71,10 +69,10 @@ class _SourceFinder:
 def _choose() -> bool:
     if not _built():
         return False
-    reason = _stale_reason()
-    if reason is None:
-        return True
-    if reason:
+    if os.environ.get("METERSTREAM_PURE_PYTHON") != "1":
+        reason = _stale_reason()
+        if reason is None:
+            return True
         logging.getLogger(__name__).warning(
             "the compiled core is not used: %s; it runs from its Python source, slower "
             "(scripts/bootstrap.sh or `pip install -e .` compiles it again)", reason)
