@@ -25,10 +25,10 @@ from types import ModuleType
 __all__ = ["COMPILED", "compiled"]
 
 COMPILED = ("aggregate", "batch", "billable", "cache", "horizons", "money", "pricing",
-            "state", "summaries", "windows")
+            "scan", "state", "summaries", "windows")
 """The modules setup.py compiles (it reads this tuple): the per-event path, which mypyc
-compiles as it is written. (Not events.py and scan.py: their decoding tricks, msgspec
-structs and object.__new__, are what a compiled module cannot do, or does slower.)"""
+compiles as it is written. (Not events.py, whose ``object.__new__`` a compiled module
+cannot do, and not wire.py, a msgspec struct that mypyc cannot compile.)"""
 
 _HERE = Path(__file__).resolve().parent
 _STAMP = _HERE / "compiled_from.txt"
