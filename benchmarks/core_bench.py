@@ -21,9 +21,12 @@ machine is shared: five agents on two cores move wall-clock figures by half betw
 back-to-back runs, while CPU time moves far less, and the ratio to ``decode_sum`` (also in
 CPU time, same run) is what the goals read. Every core run checks that its summaries add
 up to the ground truth for every (customer, meter), so a fast wrong core does not count.
-The workload is built before the clock starts and frozen out of the garbage collector's
-reach (``gc.freeze``): a worker never holds 50,000 records at once, and a full collection
-traversing them would be charged to whichever contender happened to trigger it.
+The workload is built before the clock starts, then every contender runs under the
+worker's garbage-collector settings (``streams.runtime.dataplane.settle_collector``: what
+exists is frozen out of the collector's reach, and young collections come every 50,000
+allocations, not 700), as the worker runs the core. Frozen, the workload is not traversed
+by a full collection either: a worker never holds 50,000 records at once, and the
+collection would be charged to whichever contender happened to trigger it.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from benchmarks.common import CLOSER_PREFIX, GRACE_S, PARTITIONS, WINDOW_S, Drai
 from streams.core.aggregate import Aggregator, CoreConfig, SourceRecord
 from streams.core.pricing import MeterRule
 from streams.loadgen.generate import DEFAULT_METERS
+from streams.runtime.dataplane import settle_collector
 from streams.runtime.local_state import MemoryBudget, PartitionState
 from streams.testing.memory_state import MemoryState
 
@@ -193,6 +197,7 @@ def _core_run(contender: str, wl: DrainWorkload, batches: dict[int, list[list[So
 
 def run_core(workdir: Path, params: CoreParams, log: Any = print) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
+    thresholds = gc.get_threshold()
     runs: list[CoreRun] = []
     workloads: list[dict[str, Any]] = []
     for pack in params.packs:
@@ -200,11 +205,9 @@ def run_core(workdir: Path, params: CoreParams, log: Any = print) -> dict[str, A
                            span_s=params.span_s)
         wl.build()
         batches = partition_batches(wl, params.batch_events)
-        # The whole workload stays in memory for the run, which a worker never holds: keep
-        # the collector from traversing it in every full collection (as a worker that
-        # freezes its start-up objects would not traverse those).
-        gc.collect()
-        gc.freeze()
+        # The worker's collector settings; they also freeze the workload, which stays in
+        # memory for the run as a worker's records never do.
+        settle_collector()
         workloads.append({"pack": pack, "events": wl.truth.events_sent,
                           "records": wl.truth.records, "customers": params.customers,
                           "span_s": params.span_s, "batch_events": params.batch_events,
@@ -222,6 +225,7 @@ def run_core(workdir: Path, params: CoreParams, log: Any = print) -> dict[str, A
                 log(f"core: pack={pack} {contender} r{repeat}: {run.events_per_s:,.0f} events/s"
                     f"{'' if run.ok else ' (WRONG: ' + run.note + ')'}")
         gc.unfreeze()
+    gc.set_threshold(*thresholds)
     return {"params": asdict(params), "workloads": workloads,
             "runs": [asdict(r) for r in runs], "summary": summarize(runs)}
 

@@ -61,7 +61,7 @@ from streams.runtime.records import TICK_HEADER, source_record_from_kafka
 from streams.runtime.restore import restore
 from streams.util.backoff import Backoff
 
-__all__ = ["EXIT_DATA_PLANE_FAILED", "DataPlane"]
+__all__ = ["EXIT_DATA_PLANE_FAILED", "DataPlane", "settle_collector"]
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +72,19 @@ EXIT_DATA_PLANE_FAILED = 70
 # retrying alone, so no jitter).
 _RESET_BACKOFF = Backoff(base_s=0.5, cap_s=5.0, jitter=False)
 _GC_GEN0_THRESHOLD = 50_000
+
+
+def settle_collector() -> None:
+    """The worker's garbage-collector settings, applied once its start-up objects exist.
+
+    The start-up objects (modules, settings, clients) live as long as the process: moved
+    out of the collector's sight (``gc.freeze``), and young collections made rarer, the
+    cyclic GC stops rescanning them on every burst of per-batch allocations. The core
+    benchmark runs the core under the same settings.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(_GC_GEN0_THRESHOLD, 20, 20)
 # aiokafka fetches a partition again only once its buffer is drained, so what getmany
 # returns after a round was fetched when that round began: records that arrived during the
 # round would wait for the whole next round too. A second, short poll right after takes
@@ -172,12 +185,7 @@ class DataPlane:
         )
         self._consumer.subscribe([self.topics.events], listener=_Listener(self))
         await self._consumer.start()
-        # The start-up objects (modules, settings, clients) live as long as the process:
-        # moved out of the collector's sight, and young collections made rarer, the
-        # cyclic GC stops rescanning them on every burst of per-batch allocations.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(_GC_GEN0_THRESHOLD, 20, 20)
+        settle_collector()
         self._task = asyncio.create_task(self._run(), name="data-plane")
         self._task.add_done_callback(_fail_stop_on_error)
         log.info("data plane started: group %s, instance %s, events %s; the aggregation "
