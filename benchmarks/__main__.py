@@ -50,14 +50,14 @@ MODES = {
         drain_repeats=1, drain_timeout_s=90, latency_rates=[1_000, 10_000, 50_000],
         latency_duration_s=4, latency_wait_s=6, latency_warm_up_s=0,
         scale_customers=[500, 1_000, 2_000],
-        scale_build_timeout_s=25, scale_recovery_timeout_s=60, core_repeats=3,
+        scale_build_timeout_s=25, scale_recovery_timeout_s=60, core_repeats=7,
     ),
     "full": Mode(
         drain_events=200_000, drain_customers=10_000, drain_packs=[1, 50], drain_span_s=600,
         drain_repeats=3,
         drain_timeout_s=900, latency_rates=[1_000, 10_000, 50_000], latency_duration_s=30,
         latency_wait_s=120, latency_warm_up_s=120, scale_customers=[10_000, 100_000, 1_000_000],
-        scale_build_timeout_s=1_800, scale_recovery_timeout_s=900, core_repeats=5,
+        scale_build_timeout_s=1_800, scale_recovery_timeout_s=900, core_repeats=9,
     ),
 }
 

@@ -231,7 +231,13 @@ def run_core(workdir: Path, params: CoreParams, log: Any = print) -> dict[str, A
 
 
 def summarize(runs: list[CoreRun]) -> list[dict[str, Any]]:
-    """Median per (pack, contender) over repeats, and the ratio to decode_sum."""
+    """Median per (pack, contender) over repeats, and the ratio to decode_sum.
+
+    The ratio is the median over repeats of each repeat's own ratio: a contender and the
+    floor of one repeat run seconds apart, while the machine's speed drifts over the run
+    (on a shared 2-core VM, by a third between minutes), so pairing them cancels most of
+    the drift that a ratio of two medians would keep.
+    """
     out: list[dict[str, Any]] = []
     for pack in sorted({r.pack for r in runs}):
         rows = []
@@ -246,11 +252,16 @@ def summarize(runs: list[CoreRun]) -> list[dict[str, Any]]:
                          "events_per_s_with_writes":
                              statistics.median(with_writes) if with_writes else None,
                          "correct": all(r.ok for r in sel), "runs": len(sel)})
-        floor = next((r for r in rows if r["contender"] == "decode_sum"), None)
+        floors = {r.repeat: r for r in runs if r.pack == pack and r.contender == "decode_sum"}
         for row in rows:
-            row["ratio_to_decode_sum"] = (row["events_per_s"] / floor["events_per_s"]
-                                          if floor else None)
-            row["ratio_to_decode_sum_wall"] = (row["events_per_s_wall"]
-                                               / floor["events_per_s_wall"] if floor else None)
+            paired = [(r, floors[r.repeat]) for r in runs
+                      if r.pack == pack and r.contender == row["contender"]
+                      and r.repeat in floors]
+            ratios = [r.events_per_s / f.events_per_s for r, f in paired]
+            row["ratio_to_decode_sum"] = statistics.median(ratios) if ratios else None
+            row["ratio_to_decode_sum_runs"] = [round(x, 4) for x in ratios]
+            row["ratio_to_decode_sum_wall"] = (statistics.median(
+                r.events_per_s_wall / f.events_per_s_wall for r, f in paired)
+                if paired else None)
         out += rows
     return out

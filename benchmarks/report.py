@@ -97,7 +97,8 @@ def markdown(results: dict[str, Any]) -> str:
                   "about 5,000 events per partition (4 partitions), one contender after the "
                   "other in one process (median of repeats). events/s counts CPU time inside "
                   "`process`; 'with writes' adds applying each batch's writes to the store; "
-                  "the wall columns are the same by the wall clock.",
+                  "the wall columns are the same by the wall clock. A ratio is the median of "
+                  "each repeat's own ratio to the decode_sum of the same repeat.",
                   "", "| records | contender | events/s (CPU) | ratio to decode_sum | events/s "
                   "with writes | events/s (wall) | ratio (wall) | totals correct |",
                   "|---|---|---:|---:|---:|---:|---:|---|"]

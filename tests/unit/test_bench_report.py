@@ -71,6 +71,27 @@ def test_helpers() -> None:
     assert percentile([], 0.5) is None
 
 
+def test_core_ratio_pairs_each_repeat_with_its_own_floor() -> None:
+    """A machine that slows down mid-run moves a contender and the floor of one repeat
+    together: the ratio is the median of per-repeat ratios, not a ratio of medians."""
+    from benchmarks.core_bench import CoreRun
+    from benchmarks.core_bench import summarize as core_summary
+
+    def run(contender: str, repeat: int, rate: float) -> CoreRun:
+        return CoreRun(contender, 1, repeat, 1000, 1000, 1, True, rate, rate, rate, 1.0)
+
+    # Repeat 0 on a fast machine, repeats 1 and 2 at half speed: each ratio is 0.25.
+    runs = [run("decode_sum", 0, 400_000.0), run("core_rocksdict", 0, 100_000.0),
+            run("decode_sum", 1, 200_000.0), run("core_rocksdict", 1, 50_000.0),
+            run("decode_sum", 2, 200_000.0), run("core_rocksdict", 2, 50_000.0)]
+    rows = {r["contender"]: r for r in core_summary(runs)}
+    core = rows["core_rocksdict"]
+    assert core["ratio_to_decode_sum"] == pytest.approx(0.25)
+    assert core["ratio_to_decode_sum_runs"] == [0.25, 0.25, 0.25]
+    assert core["events_per_s"] == 50_000.0  # the median rate is still reported
+    assert rows["decode_sum"]["ratio_to_decode_sum"] == pytest.approx(1.0)
+
+
 def test_core_section_goals_and_plot(tmp_path: Path) -> None:
     from benchmarks.core_bench import CoreRun
     from benchmarks.core_bench import summarize as core_summary
