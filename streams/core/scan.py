@@ -33,8 +33,10 @@ an integer in range; an epoch ms integer in range or an RFC 3339 string. Where m
 JSON reading could differ from orjson's (escapes, invalid UTF-8, huge integers), the
 checks close the gap: every string it hands over must be ASCII text, an RFC 3339 date or a
 member of a memo that only orjson-decoded, validated text enters, and every integer passes
-a range check. The agreement property test (tests/unit/test_scan_agreement.py) runs both
-decoders on arbitrary input.
+a range check. A record whose bytes are ASCII with no backslash and no DEL byte decodes to
+printable ASCII strings only (JSON refuses the other control bytes in a string), so its
+events skip the per-string ASCII and printable checks. The agreement property test
+(tests/unit/test_scan_agreement.py) runs both decoders on arbitrary input.
 """
 
 from __future__ import annotations
@@ -74,20 +76,28 @@ _ONE_UNIT: Final[int] = _POW[0]
 _SHORT_VALUE: Final = 15  # characters (16 with a point) that cannot exceed 15 digits
 
 
-def _typed(ev: WireEvent, key: str, index: int) -> EventTuple | None:
+def _plain(value: bytes) -> bool:
+    """Whether every string msgspec decodes from ``value`` is printable ASCII: the record
+    is ASCII, has no escape (a backslash) and no DEL byte; JSON, and msgspec, refuse the
+    other control bytes inside a string."""
+    return value.isascii() and value.find(b"\\") < 0 and value.find(b"\x7f") < 0
+
+
+def _typed(ev: WireEvent, key: str, index: int, plain: bool) -> EventTuple | None:
     """The event tuple of a decoded struct when every field is in a shape the full rules
     accept outright (the caller has checked that ``key`` is a validated customer), else
-    None."""
+    None. ``plain``: the record's strings are all printable ASCII (:func:`_plain`)."""
     # One C call for the five fields (WireEvent's order), not five attribute lookups.
     fields: tuple[str, str, str, str | int, str | int] = astuple(ev)
     id_, customer, meter, raw_value, raw_ts = fields
-    if (not 0 < len(id_) <= MAX_ID_CHARS or not id_.isascii() or not id_.isprintable()
-            or customer != key or meter not in _valid_meters):
+    if (not 0 < len(id_) <= MAX_ID_CHARS or customer != key or meter not in _valid_meters
+            or not (plain or (id_.isascii() and id_.isprintable()))):
         return None
     if isinstance(raw_value, str):
         n = len(raw_value)
         whole, dot, fraction = raw_value.partition(".")
-        if (n <= _SHORT_VALUE or (n == _SHORT_VALUE + 1 and dot)) and raw_value.isascii() \
+        if (n <= _SHORT_VALUE or (n == _SHORT_VALUE + 1 and dot)) \
+                and (plain or raw_value.isascii()) \
                 and whole.isdigit() and (whole[0] != "0" or len(whole) == 1):
             if not dot:
                 units = int(whole) * _ONE_UNIT
@@ -129,13 +139,15 @@ def scan_record(value: bytes | None, key: str
         decoded = None
     if decoded is not None and key in _valid_customers:
         if isinstance(decoded, WireEvent):
-            ev = _typed(decoded, key, 0)
+            # (One event: checking its strings costs less than checking the record.)
+            ev = _typed(decoded, key, 0, False)
             if ev is not None:
                 return (ev,), ()
         elif 0 < len(decoded) <= MAX_PACKED_EVENTS:
+            plain = _plain(value)
             typed: list[EventTuple] = []
             for i, d in enumerate(decoded):
-                ev = _typed(d, key, i)
+                ev = _typed(d, key, i, plain)
                 if ev is None:
                     break  # the exact way decides this record
                 typed.append(ev)

@@ -98,6 +98,12 @@ _JSON_EDGES = [
     _VALID.replace(b'"e-1"', b'"\\u0065-1"'),  # escaped ASCII
     _VALID.replace(b'"e-1"', b'"\xff"'),  # invalid UTF-8
     _VALID.replace(b'"e-1"', b'"e\x01"'),  # raw control character
+    _VALID.replace(b'"e-1"', b'"e\x7f"'),  # raw DEL: valid JSON, not printable
+    _VALID.replace(b'"e-1"', b'"e\\u007f"'),  # escaped DEL
+    _VALID.replace(b'"e-1"', b'"e\\t"'),  # escaped control character
+    _VALID.replace(b'"1.5"', b'"1\x7f5"'),  # DEL in a value
+    _VALID.replace(b'"1.5"', b'"\\u0031.5"'),  # escaped digit in a value
+    _VALID.replace(b'"1.5"', b'"\xd9\xa1.5"'),  # a non-ASCII digit (Arabic-Indic one)
     _VALID.replace(b'"e-1"', b'"\xc3\xa9"'),  # non-ASCII id
     _VALID.replace(b"1700000000000", b"99999999999999999999999"),
     _VALID.replace(b"1700000000000", b"-0"),
