@@ -106,11 +106,16 @@ def client_options(
     }
 
 
+# aiokafka's murmur2 is pure Python (microseconds a key), and the keys are customer ids,
+# which repeat: a summary, an alert or an event of a customer seen lately reuses its hash.
+_murmur2: Callable[[bytes], int] = functools.lru_cache(maxsize=4096)(murmur2)
+
+
 def key_partition(key: bytes, partitions: Sequence[int]) -> int:
     """The partition of ``key`` among ``partitions`` (sorted): Kafka's default partitioner
     (murmur2, as the Java client and aiokafka use), so every writer of a customer's records
     and every reader looking for them agree."""
-    hashed: int = murmur2(key)
+    hashed = _murmur2(key)
     return partitions[(hashed & 0x7FFFFFFF) % len(partitions)]
 
 
