@@ -37,6 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 
 from streams.core.aggregate import Aggregator, BatchResult, SourceRecord, TermsLookup
 from streams.runtime.ports import LocalState, Transaction
@@ -73,7 +74,9 @@ async def commit_batch(
         raise ValueError("commit_batch needs at least one record")
     # 1. core
     result = core.process(partition, records, state.view, now_ms=now_ms, terms=terms)
-    changelog = [(key.encode(), value, ()) for key, value in result.writes]
+    keys = [key.encode() for key, _value in result.writes]
+    values = [value for _key, value in result.writes]
+    changelog = list(zip(keys, values, repeat(()), strict=False))
     summaries, alerts, dead = output_records(
         result, events_topic=topics.events, partition=partition, now_ms=now_ms)
     # 2. begin
@@ -94,5 +97,5 @@ async def commit_batch(
     for ack in acks:
         await ack
     # 6. local state
-    state.apply(((key, value) for key, value, _h in changelog), last_changelog_offset + 1)
+    state.apply(zip(keys, values, strict=True), last_changelog_offset + 1)
     return result
