@@ -94,7 +94,7 @@ class StateView:
         """One multi-get for many keys, in their order."""
         if not keys:
             return []
-        values: list[bytes | None] = self._db.get([k.encode() for k in keys])
+        values: list[bytes | None] = self._db.get(list(map(str.encode, keys)))
         return values
 
     def keys_with_prefix(self, prefix: str) -> Iterator[str]:
