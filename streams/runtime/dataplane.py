@@ -72,6 +72,13 @@ EXIT_DATA_PLANE_FAILED = 70
 # retrying alone, so no jitter).
 _RESET_BACKOFF = Backoff(base_s=0.5, cap_s=5.0, jitter=False)
 _GC_GEN0_THRESHOLD = 50_000
+# aiokafka fetches a partition again only once its buffer is drained, so what getmany
+# returns after a round was fetched when that round began: records that arrived during the
+# round would wait for the whole next round too. A second, short poll right after takes
+# what the fetch sent when the buffer drained has brought back (one round trip). A rebalance
+# between the two polls may join records from before and after a seek; the core skips every
+# record at or below a partition's applied offset, so the joined batch applies each once.
+_FRESH_POLL_MS = 5
 
 
 def settle_collector() -> None:
@@ -85,13 +92,6 @@ def settle_collector() -> None:
     gc.collect()
     gc.freeze()
     gc.set_threshold(_GC_GEN0_THRESHOLD, 20, 20)
-# aiokafka fetches a partition again only once its buffer is drained, so what getmany
-# returns after a round was fetched when that round began: records that arrived during the
-# round would wait for the whole next round too. A second, short poll right after takes
-# what the fetch sent when the buffer drained has brought back (one round trip). A rebalance
-# between the two polls may join records from before and after a seek; the core skips every
-# record at or below a partition's applied offset, so the joined batch applies each once.
-_FRESH_POLL_MS = 5
 
 
 @dataclass(slots=True)
