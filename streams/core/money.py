@@ -21,6 +21,7 @@ from decimal import (
     Overflow,
     Rounded,
 )
+from typing import Final
 
 __all__ = [
     "EXACT",
@@ -169,11 +170,18 @@ def value_text(units: int) -> str:
     return text
 
 
+# 10**(VALUE_SCALE - k): the units of one unit of the k-th fraction digit (text_units).
+_VALUE_POW: Final[tuple[int, ...]] = tuple(10 ** (VALUE_SCALE - k) for k in range(VALUE_SCALE + 1))
+
+
 def text_units(text: str, scale: int) -> int:
     """``to_units(Decimal(text), scale)``; plain notation (``units_text``) parses fast."""
+    if text == "0":  # a window's emitted total before its first summary
+        return 0
     whole, dot, fraction = text.partition(".")
     if (whole.isdigit() and whole.isascii() and len(fraction) <= scale
             and (not dot or (fraction.isdigit() and fraction.isascii()))):
-        pow10: int = 10 ** (scale - len(fraction))
+        pow10: int = (_VALUE_POW[len(fraction)] if scale == VALUE_SCALE
+                      else 10 ** (scale - len(fraction)))
         return int(whole + fraction) * pow10
     return to_units(Decimal(text), scale)

@@ -51,6 +51,9 @@ __all__ = [
 ]
 
 POS_SCALE = 16_384  # > MAX_PACKED_EVENTS
+_ZERO = Decimal(0)
+
+
 def _c(customer: str) -> str:
     return f"{len(customer)}:{customer}"
 
@@ -94,7 +97,6 @@ def expiry_key(p: int, t: int, key: str) -> str:
     return f"X|{p}|{t}|{key}"
 
 
-@dataclass(slots=True)
 class WindowRec:
     """One (customer, meter, window).
 
@@ -104,18 +106,31 @@ class WindowRec:
     closed: the watermark has passed the window's end.
     emitted_seq / emitted_units: the last summary sent (-1: none yet), its total in units.
     pending: a late event changed the value after the last summary; a correction is due.
+
+    A plain class, not a dataclass: compiled, its ``__init__`` is native, where a
+    dataclass's generated one stays interpreted (a third of a decode's time).
     """
 
-    customer: str
-    meter: str
-    ws: int
-    value_units: int = 0
-    count: int = 0
-    applied: int = -1
-    closed: bool = False
-    emitted_seq: int = -1
-    emitted_units: int = 0
-    pending: bool = False
+    def __init__(self, customer: str, meter: str, ws: int, value_units: int = 0,
+                 count: int = 0, applied: int = -1, closed: bool = False,
+                 emitted_seq: int = -1, emitted_units: int = 0, pending: bool = False) -> None:
+        self.customer = customer
+        self.meter = meter
+        self.ws = ws
+        self.value_units = value_units
+        self.count = count
+        self.applied = applied
+        self.closed = closed
+        self.emitted_seq = emitted_seq
+        self.emitted_units = emitted_units
+        self.pending = pending
+
+    def __repr__(self) -> str:
+        return (f"WindowRec({self.customer!r}, {self.meter!r}, {self.ws}, "
+                f"value_units={self.value_units}, count={self.count}, "
+                f"applied={self.applied}, closed={self.closed}, "
+                f"emitted_seq={self.emitted_seq}, emitted_units={self.emitted_units}, "
+                f"pending={self.pending})")
 
     def encode(self) -> bytes:
         value = value_text(self.value_units)
@@ -126,24 +141,35 @@ class WindowRec:
              self.closed, self.emitted_seq, emitted, self.pending]
         )
 
-    @classmethod
-    def decode(cls, raw: bytes) -> WindowRec:
+    @staticmethod
+    def decode(raw: bytes) -> WindowRec:
         c, m, ws, v, n, a, closed, seq, ev, pending = orjson.loads(raw)
-        return cls(c, m, ws, text_units(v, VALUE_SCALE), n, a, closed, seq,
-                   text_units(ev, VALUE_SCALE), pending)
+        units = text_units(v, VALUE_SCALE)
+        # (encode writes one text twice when the last summary carried the total.)
+        return WindowRec(c, m, ws, units, n, a, closed, seq,
+                         units if ev == v else text_units(ev, VALUE_SCALE), pending)
 
 
-@dataclass(slots=True)
 class SpendRec:
-    """One customer's billing period: totals per meter, spend, alerts already fired."""
+    """One customer's billing period: totals per meter, spend, alerts already fired.
 
-    customer: str
-    period: str
-    totals: dict[str, Decimal] = field(default_factory=dict)
-    spend_minor: Decimal = Decimal(0)
-    fired: list[str] = field(default_factory=list)
-    applied: int = -1
-    last_event_ms: int = 0
+    A plain class for the same reason as :class:`WindowRec`."""
+
+    def __init__(self, customer: str, period: str, totals: dict[str, Decimal] | None = None,
+                 spend_minor: Decimal = _ZERO, fired: list[str] | None = None,
+                 applied: int = -1, last_event_ms: int = 0) -> None:
+        self.customer = customer
+        self.period = period
+        self.totals: dict[str, Decimal] = {} if totals is None else totals
+        self.spend_minor = spend_minor
+        self.fired: list[str] = [] if fired is None else fired
+        self.applied = applied
+        self.last_event_ms = last_event_ms
+
+    def __repr__(self) -> str:
+        return (f"SpendRec({self.customer!r}, {self.period!r}, totals={self.totals!r}, "
+                f"spend_minor={self.spend_minor!r}, fired={self.fired!r}, "
+                f"applied={self.applied}, last_event_ms={self.last_event_ms})")
 
     def encode(self) -> bytes:
         return orjson.dumps(
@@ -152,11 +178,11 @@ class SpendRec:
              "f": self.fired, "a": self.applied, "l": self.last_event_ms}
         )
 
-    @classmethod
-    def decode(cls, raw: bytes) -> SpendRec:
+    @staticmethod
+    def decode(raw: bytes) -> SpendRec:
         d = orjson.loads(raw)
-        return cls(d["c"], d["p"], {k: Decimal(v) for k, v in d["t"].items()},
-                   Decimal(d["s"]), d["f"], d["a"], d["l"])
+        return SpendRec(d["c"], d["p"], {k: Decimal(v) for k, v in d["t"].items()},
+                        Decimal(d["s"]), d["f"], d["a"], d["l"])
 
 
 @dataclass(slots=True)
