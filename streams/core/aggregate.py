@@ -253,7 +253,7 @@ class _Run:
             all_dkeys.extend(dkeys)
             out.append((rec, events, rejections, dkeys))
         cache = steps.cache
-        cache.prefetch(all_dkeys, int)
+        cache.prefetch_sparse(all_dkeys, int)
         # Each window's key is built once, here, for the bulk read and for its first touch.
         wkeys = steps.window_keys
         for c, m, ws in windows:
@@ -356,7 +356,7 @@ class _Run:
                 hour = ts - ts % HOUR_MS
                 # Beyond the dedup horizon its marks are gone, as Stripe's would be: new.
                 if hour + dedup_span > wm:
-                    first = values[dkey]
+                    first = values.get(dkey)  # (prefetch_sparse)
                     if first is None:
                         values[dkey] = pos
                         new_marks[dkey] = None

@@ -90,6 +90,19 @@ class BatchCache:
         for key, raw in [(k, r) for k, r in zip(missing, raws, strict=True) if r is not None]:
             values[key] = decode(raw)
 
+    def prefetch_sparse(self, keys: Sequence[str], decode: Callable[[bytes], Any]) -> None:
+        """:meth:`prefetch` for keys that are mostly absent (a batch's dedup marks): one
+        bulk read, but only what it finds enters ``values`` (a key the batch has read or
+        written keeps its value). Read such keys with ``values.get``: absent from
+        ``values`` means absent from the store. ``keys`` may repeat a key."""
+        if not keys:
+            return
+        values = self.values
+        raws = read_many(self.store, keys)
+        for key, raw in [(k, r) for k, r in zip(keys, raws, strict=True) if r is not None]:
+            if key not in values:
+                values[key] = decode(raw)
+
     def get(self, key: str, decode: Callable[[bytes], Any]) -> Any:
         try:
             return self.values[key]
