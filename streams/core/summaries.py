@@ -9,24 +9,26 @@ from __future__ import annotations
 
 import hashlib
 from decimal import Decimal
+from typing import Final
 
 from streams.core.money import format_decimal
 
 __all__ = ["alert_dict", "alert_id", "summary_dict", "summary_id"]
 
-_SEP = "\x1f"
+_SEP: Final = "\x1f"
+_sha256: Final = hashlib.sha256
 
 
 def summary_id(customer: str, meter: str, window_start_ms: int, seq: int) -> str:
     """Id of summary ``seq`` of one (customer, meter, window); see docs/contracts.md."""
-    raw = _SEP.join((customer, meter, str(window_start_ms), str(seq)))
-    return "ms1_" + hashlib.sha256(raw.encode()).hexdigest()[:40]
+    raw = f"{customer}{_SEP}{meter}{_SEP}{window_start_ms}{_SEP}{seq}"
+    return "ms1_" + _sha256(raw.encode()).hexdigest()[:40]
 
 
 def alert_id(customer: str, period: str, threshold_id: str) -> str:
     """Id of the one alert for (customer, period, threshold); versioned by its prefix."""
     raw = _SEP.join((customer, period, threshold_id))
-    return "al1_" + hashlib.sha256(raw.encode()).hexdigest()[:40]
+    return "al1_" + _sha256(raw.encode()).hexdigest()[:40]
 
 
 def summary_dict(
