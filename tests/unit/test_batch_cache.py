@@ -51,6 +51,19 @@ def test_each_key_is_read_once_and_writes_are_read_back() -> None:
     assert cache.scan("D|", Kind.DEDUP) == ["D|2"]  # store minus deletions plus writes
 
 
+def test_a_sparse_prefetch_keeps_only_what_it_finds_and_what_the_batch_did() -> None:
+    store = BulkStore({"D|found": b"7", "D|gone": b"3", "D|mine": b"4"})
+    cache = BatchCache(store)
+    cache.delete("D|gone", Kind.DEDUP)  # a deletion the batch redid before reading
+    cache.put("D|mine", Kind.DEDUP, 11)
+    cache.prefetch_sparse(["D|found", "D|absent", "D|gone", "D|mine", "D|found"], int)
+    assert store.bulk_calls == 1 and store.gets == 0
+    assert cache.values == {"D|found": 7, "D|gone": None, "D|mine": 11}
+    assert cache.values.get("D|absent") is None
+    cache.prefetch_sparse([], int)
+    assert store.bulk_calls == 1
+
+
 class Rec:
     def __init__(self, text: str) -> None:
         self.text = text
