@@ -81,7 +81,6 @@ _SUM, _COUNT, _MAX = 0, 1, 2
 _AGGREGATIONS = {"sum": _SUM, "count": _COUNT, "max": _MAX}
 
 
-@dataclass(slots=True)  # not frozen: built once per Kafka record, and frozen costs 3x
 class SourceRecord:
     """One record of usage.events, as the core needs it.
 
@@ -89,13 +88,28 @@ class SourceRecord:
         for in_future and too_old, so the verdict is the same on every replay.
     tick_ms: set for a tick record (no event): moves stream time to ``tick_ms`` minus the
         idle bound.
+
+    Built once per Kafka record: a plain class, whose ``__init__`` is compiled (a
+    dataclass's generated one stays interpreted, and a frozen one costs 3x more).
     """
 
-    offset: int
-    timestamp_ms: int
-    key: str | None
-    value: bytes | None
-    tick_ms: int | None = None
+    def __init__(self, offset: int, timestamp_ms: int, key: str | None, value: bytes | None,
+                 tick_ms: int | None = None) -> None:
+        self.offset = offset
+        self.timestamp_ms = timestamp_ms
+        self.key = key
+        self.value = value
+        self.tick_ms = tick_ms
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, SourceRecord):
+            return NotImplemented
+        return (self.offset, self.timestamp_ms, self.key, self.value, self.tick_ms) == (
+            other.offset, other.timestamp_ms, other.key, other.value, other.tick_ms)
+
+    def __repr__(self) -> str:
+        return (f"SourceRecord(offset={self.offset}, timestamp_ms={self.timestamp_ms}, "
+                f"key={self.key!r}, value={self.value!r}, tick_ms={self.tick_ms})")
 
 
 @dataclass(frozen=True, slots=True)
