@@ -34,7 +34,7 @@ from rocksdict import (
     WriteBufferManager,
 )
 
-__all__ = ["META_PREFIX", "MemoryBudget", "PartitionState", "StateView"]
+__all__ = ["META_PREFIX", "MULTI_GET_CHUNK", "MemoryBudget", "PartitionState", "StateView"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,11 @@ log = logging.getLogger(__name__)
 META_PREFIX = b"\x00meta|"
 _CHANGELOG_NEXT = META_PREFIX + b"changelog_next"
 _WRITTEN_MS = META_PREFIX + b"written_ms"
+# Keys per multi-get call. RocksDB sorts a multi-get's keys first (n log n comparisons
+# through its comparator: 6-7% of the packed core's instructions with the whole batch in
+# one call); calls of 256 keys sort less and cost 1.5-2% fewer instructions in all
+# (valgrind, two runs of the packed core workload).
+MULTI_GET_CHUNK = 256
 
 
 class MemoryBudget:
@@ -91,10 +96,15 @@ class StateView:
         return value
 
     def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
-        """One multi-get for many keys, in their order."""
-        if not keys:
-            return []
-        values: list[bytes | None] = self._db.get(list(map(str.encode, keys)))
+        """The values of many keys, in their order: one multi-get per
+        :data:`MULTI_GET_CHUNK` keys."""
+        encoded = list(map(str.encode, keys))
+        if len(encoded) <= MULTI_GET_CHUNK:
+            return self._db.get(encoded) if encoded else []
+        values: list[bytes | None] = []
+        get = self._db.get
+        for i in range(0, len(encoded), MULTI_GET_CHUNK):
+            values += get(encoded[i:i + MULTI_GET_CHUNK])
         return values
 
     def keys_with_prefix(self, prefix: str) -> Iterator[str]:

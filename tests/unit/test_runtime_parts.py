@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from streams.observability.logs import RetriedErrorsAreWarnings
 from streams.runtime.assignor import plan_assignment
-from streams.runtime.local_state import MemoryBudget, PartitionState
+from streams.runtime.local_state import MULTI_GET_CHUNK, MemoryBudget, PartitionState
 
 
 @settings(max_examples=300, deadline=None)
@@ -40,6 +40,17 @@ def test_a_worker_that_rejoins_keeps_its_partitions() -> None:
     after = plan_assignment(range(8), {"b2": ("w2", frozenset(before["b"])),
                                        "a": ("w1", frozenset(before["a"]))})
     assert after["b2"] == before["b"] and after["a"] == before["a"]
+
+
+def test_a_multi_get_longer_than_a_chunk_answers_every_key_in_order(tmp_path: Path) -> None:
+    state = PartitionState(tmp_path / "0", MemoryBudget(32))
+    n = MULTI_GET_CHUNK * 2 + 3
+    state.apply([(f"D|{i:04d}".encode(), b"%d" % i) for i in range(0, n, 3)], 1)
+    keys = [f"D|{i:04d}" for i in reversed(range(n))] + ["D|0000"]  # a key twice
+    assert state.view.get_many(keys) == [
+        (b"%d" % i if i % 3 == 0 else None) for i in reversed(range(n))] + [b"0"]
+    assert state.view.get_many([]) == []
+    state.close()
 
 
 def test_local_state_records_the_changelog_offset_with_the_writes(tmp_path: Path) -> None:
