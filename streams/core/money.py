@@ -25,6 +25,7 @@ from typing import Final
 
 __all__ = [
     "EXACT",
+    "VALUE_POW",
     "VALUE_SCALE",
     "format_decimal",
     "from_units",
@@ -48,6 +49,10 @@ VALUE_SCALE = 62
 ``q`` is held as the int ``q * 10**62``. A valid event value has at most 64 characters
 (``"0."`` and 62 digits at most), so every valid value is a whole number of these units,
 and sums, maxima and products with prices stay exact in Python's unbounded ints."""
+
+VALUE_POW: Final[tuple[int, ...]] = tuple(10 ** (VALUE_SCALE - k) for k in range(VALUE_SCALE + 1))
+"""``VALUE_POW[k]`` is ``10**(VALUE_SCALE - k)``: the units of one unit of the k-th fraction
+digit (text_units, and the scan's fast path)."""
 
 _PLAIN = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?", re.ASCII)
 
@@ -170,10 +175,6 @@ def value_text(units: int) -> str:
     return text
 
 
-# 10**(VALUE_SCALE - k): the units of one unit of the k-th fraction digit (text_units).
-_VALUE_POW: Final[tuple[int, ...]] = tuple(10 ** (VALUE_SCALE - k) for k in range(VALUE_SCALE + 1))
-
-
 def text_units(text: str, scale: int) -> int:
     """``to_units(Decimal(text), scale)``; plain notation (``units_text``) parses fast."""
     if text == "0":  # a window's emitted total before its first summary
@@ -181,7 +182,7 @@ def text_units(text: str, scale: int) -> int:
     whole, dot, fraction = text.partition(".")
     if (whole.isdigit() and whole.isascii() and len(fraction) <= scale
             and (not dot or (fraction.isdigit() and fraction.isascii()))):
-        pow10: int = (_VALUE_POW[len(fraction)] if scale == VALUE_SCALE
+        pow10: int = (VALUE_POW[len(fraction)] if scale == VALUE_SCALE
                       else 10 ** (scale - len(fraction)))
         return int(whole + fraction) * pow10
     return to_units(Decimal(text), scale)

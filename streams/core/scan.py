@@ -62,7 +62,7 @@ from streams.core.events import (
     decode_record,
     validate_event,
 )
-from streams.core.money import VALUE_SCALE, to_units
+from streams.core.money import VALUE_POW, VALUE_SCALE, to_units
 from streams.core.rfc3339 import rfc3339_ms
 from streams.core.wire import DecodeFailed, WireEvent, decode_wire
 
@@ -70,8 +70,8 @@ __all__ = ["EventTuple", "scan_record"]
 
 EventTuple = tuple[int, str, str, int, int, Any]
 
-# 10**(VALUE_SCALE - k): the units of one unit of the k-th fraction digit.
-_POW: Final[tuple[int, ...]] = tuple(10 ** (VALUE_SCALE - k) for k in range(VALUE_SCALE + 1))
+# money.VALUE_POW, bound here so that the compiled module reads it as its own static.
+_POW: Final[tuple[int, ...]] = VALUE_POW
 _ONE_UNIT: Final[int] = _POW[0]
 _SHORT_VALUE: Final = 15  # characters (16 with a point) that cannot exceed 15 digits
 
