@@ -59,7 +59,7 @@ from streams.core.events import UsageEvent, encode_event, validate_event
 from streams.core.money import VALUE_SCALE, from_units, to_units, units_text
 from streams.core.pricing import CustomerTerms, MeterRule, Threshold
 from streams.core.scan import EventTuple, scan_record
-from streams.core.state import POS_SCALE, SpendRec, WindowRec, spend_key, window_key
+from streams.core.state import POS_SCALE, WindowRec, spend_key, window_key
 from streams.core.windows import HOUR_MS
 
 __all__ = [
@@ -275,7 +275,7 @@ class _Run:
         cache.prefetch(wkeys.values(), WindowRec.decode)
         # (No billing period exists past year 9999: such events are in_future anyway.)
         cache.prefetch({spend_key(c, steps.period(ws)[0]) for c, _m, ws in windows
-                        if ws < _YEAR_10000_MS}, SpendRec.decode)
+                        if ws < _YEAR_10000_MS}, steps.spend_decode)
         return out
 
     def _dead(self, rec: SourceRecord, reason: str, detail: str, index: int | None,

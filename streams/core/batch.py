@@ -10,8 +10,9 @@ number, which is what lets the loop stay small.
 
 Money is exact and integer between the edges: window quantities in units of
 ``10**-VALUE_SCALE``, spend in units of ``10**-spend_scale`` (``VALUE_SCALE`` plus the
-most decimal places of any configured price). ``Decimal`` appears only where a record,
-summary or alert is written.
+most decimal places of any configured price). Records and summaries are written from
+the ints as decimal text; ``Decimal`` appears only where an alert is raised, and in the
+thresholds' amounts, once per threshold and scale in a batch.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING
 
 from streams.core.cache import BatchCache, Kind
-from streams.core.money import EXACT, VALUE_SCALE, units_ceiling, units_text, value_text
+from streams.core.money import from_units, units_ceiling, value_text
 from streams.core.pricing import CustomerTerms, Threshold, thresholds_for
 from streams.core.state import (
     PartitionRec,
@@ -32,6 +33,7 @@ from streams.core.state import (
     expiry_key,
     expiry_prefix,
     partition_key,
+    spend_decoder,
     spend_key,
     window_key,
     window_prefix,
@@ -48,26 +50,24 @@ NEVER = 1 << 4096  # an int above any time or amount: "no trigger", "no threshol
 _THRESHOLD_MEMO = 4096  # distinct customer terms whose thresholds are remembered
 
 
-def _dec(units: int, scale: int) -> Decimal:
-    """The exact, normalized Decimal of ``units * 10**-scale``."""
-    return Decimal(units_text(units, scale))
-
-
 class SpendAcc:
     """One (customer, period) in this batch: its record and what the batch added since
-    the record was last brought up to date (``units`` of spend, ``qty`` per meter)."""
+    the record was last brought up to date (``units`` of spend at the batch's spend scale,
+    ``qty`` per meter). ``shift`` converts the former to the record's scale (1 unless the
+    record was written under prices with more decimal places)."""
 
-    __slots__ = ("guard", "key", "last_ms", "last_pos", "need", "qty", "rec", "thresholds",
-                 "units")
+    __slots__ = ("guard", "key", "last_ms", "last_pos", "need", "qty", "rec", "shift",
+                 "thresholds", "units")
 
     def __init__(self, key: str, rec: SpendRec, thresholds: tuple[Threshold, ...],
-                 meters: int) -> None:
+                 meters: int, spend_scale: int) -> None:
         self.key = key
         self.rec = rec
         # Events at or below the record's applied position are in it already (a replay
         # after a crash that kept the spend record but not the windows).
         self.guard = rec.applied
         self.thresholds = thresholds
+        self.shift = 10 ** (rec.scale - spend_scale)
         self.units = 0
         self.qty: list[int | None] = [None] * meters
         self.last_pos = -1
@@ -105,6 +105,9 @@ class BatchSteps:
         # The keys of the windows the batch's events name (built once, by the first pass).
         self.window_keys: dict[tuple[str, str, int], str] = {}
         self.spends: dict[tuple[str, str], SpendAcc] = {}
+        self.spend_decode = spend_decoder(spend_scale)
+        # A threshold in spend units at a record's scale, rounded up: (amount, scale) -> units.
+        self.threshold_units: dict[tuple[Decimal, int], int] = {}
         self.trigger_ms = NEVER
         self.finals = self.corrections = 0  # summaries emitted (counted in the outcomes last)
         # A window start's records are deleted once the watermark passes this after it.
@@ -186,9 +189,9 @@ class BatchSteps:
         if sa is not None:
             return sa
         skey = spend_key(customer, period)
-        s: SpendRec | None = self.cache.get(skey, SpendRec.decode)
+        s: SpendRec | None = self.cache.get(skey, self.spend_decode)
         if s is None:
-            s = SpendRec(customer, period)
+            s = SpendRec(customer, period, self.spend_scale)
             self.cache.put(expiry_key(self.p, expiry, skey), Kind.EXPIRY, 1)
         self._expire_at(expiry)
         found = self.thresholds.get(customer)
@@ -201,7 +204,8 @@ class BatchSteps:
                 found = self.thresholds_by_terms[terms] = thresholds_for(
                     terms, self.cfg.default_thresholds)
             self.thresholds[customer] = found
-        sa = self.spends[names] = SpendAcc(skey, s, found, len(self.meter_names))
+        sa = self.spends[names] = SpendAcc(skey, s, found, len(self.meter_names),
+                                           self.spend_scale)
         self._renew_need(sa)
         return sa
 
@@ -216,11 +220,16 @@ class BatchSteps:
     def _renew_need(self, sa: SpendAcc) -> None:
         """Spend units (since the record was brought up to date) that reach the lowest
         threshold not yet fired; NEVER when none is left."""
-        fired = sa.rec.fired
+        s = sa.rec
         for t in sa.thresholds:
-            if t.id not in fired:
-                sa.need = units_ceiling(EXACT.subtract(t.amount_minor, sa.rec.spend_minor),
-                                        self.spend_scale)
+            if t.id not in s.fired:
+                memo = (t.amount_minor, s.scale)
+                at = self.threshold_units.get(memo)
+                if at is None:
+                    at = self.threshold_units[memo] = units_ceiling(t.amount_minor, s.scale)
+                # The least batch units u with spend + u * shift >= the threshold.
+                gap = at - s.spend
+                sa.need = gap if sa.shift == 1 else -(-gap // sa.shift)
                 return
         sa.need = NEVER
 
@@ -228,7 +237,7 @@ class BatchSteps:
         """The event that just brought ``sa`` to its next threshold: alert every threshold
         at or below the spend now that has not fired (once per customer/period/threshold)."""
         s = sa.rec
-        spend = EXACT.add(s.spend_minor, _dec(sa.units, self.spend_scale))
+        spend = from_units(s.spend + sa.units * sa.shift, s.scale)
         for t in sa.thresholds:
             if spend < t.amount_minor:
                 break
@@ -245,16 +254,17 @@ class BatchSteps:
 
     def flush_spend(self) -> None:
         """Bring every spend record up to date with what the batch added to it."""
-        names, scale = self.meter_names, self.spend_scale
+        names = self.meter_names
         for sa in self.spends.values():
             if sa.last_pos < 0:
                 continue
             s = sa.rec
-            s.spend_minor = EXACT.add(s.spend_minor, _dec(sa.units, scale))
+            s.spend += sa.units if sa.shift == 1 else sa.units * sa.shift
+            totals = s.totals
             for i, q in enumerate(sa.qty):
                 if q is not None:
                     m = names[i]
-                    s.totals[m] = EXACT.add(s.totals.get(m, Decimal(0)), _dec(q, VALUE_SCALE))
+                    totals[m] = totals.get(m, 0) + q
             s.applied = sa.last_pos
             s.last_event_ms = max(s.last_event_ms, sa.last_ms)
             sa.units, sa.qty, sa.last_pos = 0, [None] * len(names), -1

@@ -31,6 +31,7 @@ __all__ = [
     "from_units",
     "parse_decimal",
     "significant_digits",
+    "text_places",
     "text_units",
     "to_units",
     "units_ceiling",
@@ -173,6 +174,18 @@ def value_text(units: int) -> str:
             _value_texts.clear()
         text = _value_texts[units] = units_text(units, VALUE_SCALE)
     return text
+
+
+def text_places(text: str) -> int:
+    """The decimal places of ``text``, a finite decimal in any notation ``Decimal`` reads:
+    the least scale at which :func:`text_units` takes it whole."""
+    if "e" in text or "E" in text:
+        exponent = Decimal(text).as_tuple().exponent
+        if not isinstance(exponent, int):
+            raise ValueError(f"not a finite decimal: {text[:40]!r}")
+        return -exponent if exponent < 0 else 0
+    dot = text.find(".")
+    return 0 if dot < 0 else len(text) - dot - 1
 
 
 def text_units(text: str, scale: int) -> int:

@@ -28,12 +28,20 @@ crash finds the position already applied and changes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 import orjson
 
-from streams.core.money import VALUE_SCALE, text_units, value_text
+from streams.core.money import (
+    VALUE_SCALE,
+    from_units,
+    text_places,
+    text_units,
+    units_text,
+    value_text,
+)
 
 __all__ = [
     "POS_SCALE",
@@ -45,13 +53,13 @@ __all__ = [
     "expiry_key",
     "expiry_prefix",
     "partition_key",
+    "spend_decoder",
     "spend_key",
     "window_key",
     "window_prefix",
 ]
 
 POS_SCALE = 16_384  # > MAX_PACKED_EVENTS
-_ZERO = Decimal(0)
 
 
 def _c(customer: str) -> str:
@@ -153,36 +161,66 @@ class WindowRec:
 class SpendRec:
     """One customer's billing period: totals per meter, spend, alerts already fired.
 
+    Exact ints, as the aggregator sums them (streams.core.money): ``totals`` per meter in
+    units of ``10**-VALUE_SCALE``, ``spend`` in units of ``10**-scale`` of the minor
+    currency unit. Encoded as decimal text, read back at the scale asked for, or at more
+    places when the text has them (a record written under prices with more decimals).
+    The aggregator adds a batch's usage to it in ints, with no ``Decimal``.
+
     A plain class for the same reason as :class:`WindowRec`."""
 
-    def __init__(self, customer: str, period: str, totals: dict[str, Decimal] | None = None,
-                 spend_minor: Decimal = _ZERO, fired: list[str] | None = None,
-                 applied: int = -1, last_event_ms: int = 0) -> None:
+    def __init__(self, customer: str, period: str, scale: int = 0,
+                 totals: dict[str, int] | None = None, spend: int = 0,
+                 fired: list[str] | None = None, applied: int = -1,
+                 last_event_ms: int = 0) -> None:
         self.customer = customer
         self.period = period
-        self.totals: dict[str, Decimal] = {} if totals is None else totals
-        self.spend_minor = spend_minor
+        self.scale = scale
+        self.totals: dict[str, int] = {} if totals is None else totals
+        self.spend = spend
         self.fired: list[str] = [] if fired is None else fired
         self.applied = applied
         self.last_event_ms = last_event_ms
 
     def __repr__(self) -> str:
-        return (f"SpendRec({self.customer!r}, {self.period!r}, totals={self.totals!r}, "
-                f"spend_minor={self.spend_minor!r}, fired={self.fired!r}, "
+        return (f"SpendRec({self.customer!r}, {self.period!r}, scale={self.scale}, "
+                f"totals={self.totals!r}, spend={self.spend}, fired={self.fired!r}, "
                 f"applied={self.applied}, last_event_ms={self.last_event_ms})")
+
+    def spend_minor(self) -> Decimal:
+        """The spend in minor currency units, exact."""
+        return from_units(self.spend, self.scale)
+
+    def totals_minor(self) -> dict[str, Decimal]:
+        """The totals per meter, exact."""
+        return {m: from_units(u, VALUE_SCALE) for m, u in self.totals.items()}
 
     def encode(self) -> bytes:
         return orjson.dumps(
             {"c": self.customer, "p": self.period,
-             "t": {k: str(v) for k, v in self.totals.items()}, "s": str(self.spend_minor),
+             "t": {k: units_text(v, VALUE_SCALE) for k, v in self.totals.items()},
+             "s": units_text(self.spend, self.scale),
              "f": self.fired, "a": self.applied, "l": self.last_event_ms}
         )
 
     @staticmethod
-    def decode(raw: bytes) -> SpendRec:
+    def decode(raw: bytes, scale: int = 0) -> SpendRec:
+        """The record of ``raw``, its spend at ``scale`` decimal places or at the places
+        its text has, if more. (Records written before spend was kept in ints hold text
+        such as ``1E-7``: any finite decimal text is read exactly.)"""
         d = orjson.loads(raw)
-        return SpendRec(d["c"], d["p"], {k: Decimal(v) for k, v in d["t"].items()},
-                        Decimal(d["s"]), d["f"], d["a"], d["l"])
+        text = d["s"]
+        places = text_places(text)
+        if places > scale:
+            scale = places
+        return SpendRec(d["c"], d["p"], scale,
+                        {k: text_units(v, VALUE_SCALE) for k, v in d["t"].items()},
+                        text_units(text, scale), d["f"], d["a"], d["l"])
+
+
+def spend_decoder(scale: int) -> Callable[[bytes], SpendRec]:
+    """``SpendRec.decode`` at ``scale``, for a cache's bulk read."""
+    return lambda raw: SpendRec.decode(raw, scale)
 
 
 @dataclass(slots=True)

@@ -1,11 +1,12 @@
 """Integer units on the aggregator's hot path equal exact Decimal arithmetic.
 
 The core sums window quantities as ints in units of 10**-VALUE_SCALE and spend in units of
-10**-(VALUE_SCALE + price places), and converts to Decimal only where it writes a record,
-summary or alert. These properties prove the conversion exact and the integer results equal
-to the Decimal results, first for the arithmetic alone, then end to end through the
-aggregator with values anywhere in the valid range (up to 15 digits, up to 62 decimal
-places) and prices with up to 8 decimal places.
+10**-(VALUE_SCALE + price places), and writes records and summaries from the ints as
+decimal text; Decimal appears only in an alert. These properties prove the conversion
+exact and the integer results equal to the Decimal results, first for the arithmetic
+alone, then end to end through the aggregator with values anywhere in the valid range
+(up to 15 digits, up to 62 decimal places) and prices with up to 8 decimal places, and
+across a change of prices.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections import defaultdict
 from decimal import Decimal
 
 import orjson
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from streams.core.aggregate import Aggregator, CoreConfig, SourceRecord
@@ -151,6 +152,71 @@ def test_aggregator_integer_path_equals_decimal_recount(
         got[(s["meter"], s["window_start_ms"])] = Decimal(s["total"])
     assert got == windows
     rec = SpendRec.decode(store.data[spend_key("acme", period_of(T0))])
-    assert rec.spend_minor == spend
-    assert rec.totals == dict(totals)
+    assert rec.spend_minor() == spend
+    assert rec.totals_minor() == dict(totals)
     assert {a["threshold"]["id"]: Decimal(a["spend_minor"]) for a in alerts} == crossings
+
+
+@MONEY
+@given(st.decimals(min_value=0, max_value=10**20, places=70, allow_nan=False,
+                   allow_infinity=False),
+       st.lists(valid_values, max_size=3), st.integers(0, 80))
+def test_spend_record_reads_any_decimal_text_exactly(
+    spend: Decimal, totals: list[Decimal], scale: int,
+) -> None:
+    """A spend record reads back exactly whatever decimal text it holds: the plain text it
+    writes now, and str(Decimal) (``1E-7``, ``4.0``), which records written before spend
+    was kept in ints hold. It keeps at least the scale asked for, more if the text has
+    more places, and writes the same values back."""
+    meters = {f"m{i}": v for i, v in enumerate(totals)}
+    legacy = orjson.dumps({"c": "acme", "p": "2026-12", "t": {m: str(v) for m, v in
+                                                              meters.items()},
+                           "s": str(spend), "f": ["abs:100"], "a": 7, "l": 9})
+    rec = SpendRec.decode(legacy, scale)
+    assert rec.scale >= scale
+    assert rec.spend_minor() == spend
+    assert rec.totals_minor() == meters
+    again = SpendRec.decode(rec.encode(), scale)
+    assert (again.spend_minor(), again.totals_minor(), again.fired, again.applied,
+            again.last_event_ms) == (spend, meters, ["abs:100"], 7, 9)
+
+
+@MONEY
+@given(st.lists(valid_values, min_size=1, max_size=15),
+       st.lists(valid_values, min_size=1, max_size=15), prices, prices,
+       st.lists(st.integers(1, 10**6), min_size=1, max_size=3))
+# Spend with one place more than the second price list keeps: the record stays at its scale.
+@example([Decimal("0." + "0" * 61 + "1")], [Decimal(1)], Decimal("0.5"), Decimal(1), [1])
+def test_spend_carries_over_a_price_change_exactly(
+    before: list[Decimal], after: list[Decimal], price_before: Decimal, price_after: Decimal,
+    thresholds: list[int],
+) -> None:
+    """A spend record written under one price list keeps its exact spend under another,
+    with fewer or more decimal places, and thresholds cross at the same spend as in a
+    Decimal recount."""
+    defaults = tuple(Decimal(t) for t in sorted(thresholds))
+    store = MemoryState()
+    alerts: list[dict[str, object]] = []
+    spend = Decimal(0)
+    crossings: dict[str, Decimal] = {}
+    offset = 0
+    for values, price in ((before, price_before), (after, price_after)):
+        agg = Aggregator(CoreConfig(meters={"cpu": MeterRule("cpu", "sum", price)},
+                                    window_ms=60_000, grace_ms=5_000,
+                                    default_thresholds=defaults))
+        records = []
+        for v in values:
+            records.append(SourceRecord(offset, T0 + offset + 1_000, "acme", orjson.dumps(
+                {"id": f"e{offset}", "customer": "acme", "meter": "cpu",
+                 "value": format_decimal(v), "timestamp": T0 + offset})))
+            offset += 1
+            spend = EXACT.add(spend, EXACT.multiply(v, price))
+            for t in defaults:
+                if spend >= t and f"abs:{t}" not in crossings:
+                    crossings[f"abs:{t}"] = spend
+        res = agg.process(0, records, store, now_ms=0)
+        store.apply(res.writes)
+        alerts += res.alerts
+    rec = SpendRec.decode(store.data[spend_key("acme", period_of(T0))])
+    assert rec.spend_minor() == spend
+    assert {a["threshold"]["id"]: Decimal(str(a["spend_minor"])) for a in alerts} == crossings
