@@ -335,8 +335,7 @@ class BatchSteps:
 
     def _close(self, ws: int) -> None:
         cache = self.cache
-        wkeys = cache.scan(window_prefix(self.p, ws), Kind.WINDOW)
-        cache.prefetch(wkeys, WindowRec.decode)
+        wkeys = cache.scan_values(window_prefix(self.p, ws), Kind.WINDOW, WindowRec.decode)
         values = cache.values
         for wkey in wkeys:
             w: WindowRec | None = values[wkey]

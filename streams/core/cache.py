@@ -35,10 +35,15 @@ class StateReader(Protocol):
 
 
 class BulkStateReader(StateReader, Protocol):
-    """A reader that can also fetch many keys in one call (optional; see read_many)."""
+    """A reader that can also fetch many keys in one call, and the keys and values under
+    a prefix in one pass (both optional; see read_many and BatchCache.scan_values)."""
 
     def get_many(self, keys: Sequence[str]) -> Sequence[bytes | None]:
         """The values of ``keys``, in order (None for a missing key)."""
+        ...
+
+    def items_with_prefix(self, prefix: str) -> Iterable[tuple[str, bytes]]:
+        """Every key that starts with ``prefix``, with its value (in any order)."""
         ...
 
 
@@ -136,6 +141,29 @@ class BatchCache:
         keys = {k for k in self.store.keys_with_prefix(prefix) if k not in deleted}
         keys.update(k for k in self._dirty[kind] if k.startswith(prefix))
         return sorted(keys)
+
+    def scan_values(self, prefix: str, kind: Kind, decode: Callable[[bytes], Any]
+                    ) -> list[str]:
+        """:meth:`scan`, with the value of every key it returns in ``values``: from the
+        store's ``items_with_prefix`` when it has one (one pass, no bulk read of keys it
+        has just listed), else a scan and a :meth:`prefetch`. A key the batch has read or
+        written keeps its value."""
+        items: Callable[[str], Iterable[tuple[str, bytes]]] | None = getattr(
+            self.store, "items_with_prefix", None)
+        if items is None:
+            keys = self.scan(prefix, kind)
+            self.prefetch(keys, decode)
+            return keys
+        deleted, values = self.deleted, self.values
+        found: set[str] = set()
+        for key, raw in items(prefix):
+            if key in deleted:
+                continue
+            found.add(key)
+            if key not in values:
+                values[key] = decode(raw)
+        found.update(k for k in self._dirty[kind] if k.startswith(prefix))
+        return sorted(found)
 
     def writes(self, last: tuple[str, bytes]) -> list[tuple[str, bytes | None]]:
         """The batch's writes in order: kinds in enum order, ``last``, then deletions."""

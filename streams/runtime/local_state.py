@@ -114,6 +114,13 @@ class StateView:
                 return
             yield key.decode()
 
+    def items_with_prefix(self, prefix: str) -> Iterator[tuple[str, bytes]]:
+        start = prefix.encode()
+        for key, value in self._db.items(from_key=start):
+            if not key.startswith(start):
+                return
+            yield key.decode(), value
+
 
 class PartitionState:
     """One partition's RocksDB database and the changelog position it reflects."""

@@ -17,6 +17,9 @@ class MemoryState:
     def keys_with_prefix(self, prefix: str) -> list[str]:
         return [k for k in self.data if k.startswith(prefix)]
 
+    def items_with_prefix(self, prefix: str) -> list[tuple[str, bytes]]:
+        return [(k, v) for k, v in self.data.items() if k.startswith(prefix)]
+
     def apply(self, writes: list[tuple[str, bytes | None]]) -> None:
         """Apply writes in order; None deletes."""
         for key, value in writes:

@@ -87,3 +87,32 @@ def test_writes_follow_the_declared_kind_not_the_key_text() -> None:
         ("b-expiry", b"1"), ("m-mark", b"5"), ("back", b"6"), ("z-spend", b"s"),
         ("a-window", b"w"), ("P|0", b"p"), ("gone", None),
     ]
+
+
+class ItemsStore(BulkStore):
+    """A store that also lists keys with their values under a prefix."""
+
+    def __init__(self, data: dict[str, bytes]) -> None:
+        super().__init__(data)
+        self.item_scans = 0
+
+    def items_with_prefix(self, prefix: str) -> Iterable[tuple[str, bytes]]:
+        self.item_scans += 1
+        return [(k, v) for k, v in self.data.items() if k.startswith(prefix)]
+
+
+def test_a_scan_with_values_sees_the_batch_as_a_scan_and_a_prefetch_would() -> None:
+    data = {"W|1": b"1", "W|2": b"2", "W|3": b"3", "W|4": b"4", "X|1": b"9"}
+    caches = [BatchCache(BulkStore(dict(data))), BatchCache(ItemsStore(dict(data)))]
+    for cache in caches:
+        assert cache.get("W|1", int) == 1
+        cache.put("W|2", Kind.WINDOW, 20)  # written before the scan: keeps 20
+        cache.delete("W|3", Kind.WINDOW)  # deleted: not listed
+        cache.put("W|5", Kind.WINDOW, 50)  # new in the batch: listed
+        assert cache.scan_values("W|", Kind.WINDOW, int) == ["W|1", "W|2", "W|4", "W|5"]
+        assert {k: cache.values[k] for k in ("W|1", "W|2", "W|3", "W|4", "W|5")} == {
+            "W|1": 1, "W|2": 20, "W|3": None, "W|4": 4, "W|5": 50}
+        assert "X|1" not in cache.values
+    bulk, items = caches[0].store, caches[1].store
+    assert isinstance(bulk, BulkStore) and isinstance(items, ItemsStore)
+    assert (bulk.bulk_calls, items.bulk_calls, items.item_scans) == (1, 0, 1)

@@ -62,9 +62,12 @@ def test_local_state_records_the_changelog_offset_with_the_writes(tmp_path: Path
     assert state.view.get("W|a") is None and state.view.get("W|b") == b"2"
     assert state.view.get_many(["W|a", "W|b"]) == [None, b"2"]
     assert list(state.view.keys_with_prefix("W|")) == ["W|b"]  # bookkeeping keys hidden
+    state.apply([(b"W|c", b"3"), (b"X|a", b"4")], 18)
+    assert list(state.view.items_with_prefix("W|")) == [("W|b", b"2"), ("W|c", b"3")]
+    assert list(state.view.items_with_prefix("Z|")) == []
     state.close()
     reopened = PartitionState(tmp_path / "0", budget)  # kept across a restart
-    assert reopened.changelog_next == 17 and reopened.view.get("W|b") == b"2"
+    assert reopened.changelog_next == 18 and reopened.view.get("W|b") == b"2"
     reopened.wipe()
     assert reopened.changelog_next == 0 and reopened.view.get("W|b") is None
     reopened.close()
