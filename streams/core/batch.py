@@ -260,11 +260,9 @@ class BatchSteps:
                 continue
             s = sa.rec
             s.spend += sa.units if sa.shift == 1 else sa.units * sa.shift
-            totals = s.totals
             for i, q in enumerate(sa.qty):
                 if q is not None:
-                    m = names[i]
-                    totals[m] = totals.get(m, 0) + q
+                    s.add_total(names[i], q)
             s.applied = sa.last_pos
             s.last_event_ms = max(s.last_event_ms, sa.last_ms)
             sa.units, sa.qty, sa.last_pos = 0, [None] * len(names), -1

@@ -51,7 +51,8 @@ def usage_document(raw: bytes | None, customer: str, period: str) -> dict[str, A
     return {
         "customer": customer,
         "period": period,
-        "meters": {m: units_text(v, VALUE_SCALE) for m, v in sorted(rec.totals.items())},
+        "meters": {m: units_text(v, VALUE_SCALE)
+                   for m, v in sorted(rec.totals_units().items())},
         "spend_minor": units_text(rec.spend, rec.scale),
         "thresholds_crossed": list(rec.fired),
         "last_event_ms": rec.last_event_ms or None,
