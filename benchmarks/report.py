@@ -70,7 +70,10 @@ def goals(results: dict[str, Any]) -> list[dict[str, Any]]:
         if row["contender"] != "core_rocksdict":
             continue
         name = "core_vs_decode_sum_single" if row["pack"] == 1 else "core_vs_decode_sum_packed"
-        value = row.get("ratio_to_decode_sum")
+        # The interleaved ratio where the run has it (core_bench.summarize says why).
+        value = row.get("ratio_interleaved")
+        if value is None:
+            value = row.get("ratio_to_decode_sum")
         out.append({"goal": name, "pack": row["pack"], "target": f">= {GOALS[name]}",
                     "measured": value, "met": bool(row["correct"]) and value is not None
                     and value >= GOALS[name],
@@ -98,15 +101,20 @@ def markdown(results: dict[str, Any]) -> str:
                   "other in one process (median of repeats). events/s counts CPU time inside "
                   "`process`; 'with writes' adds applying each batch's writes to the store; "
                   "the wall columns are the same by the wall clock. A ratio is the median of "
-                  "each repeat's own ratio to the decode_sum of the same repeat.",
-                  "", "| records | contender | events/s (CPU) | ratio to decode_sum | events/s "
-                  "with writes | events/s (wall) | ratio (wall) | totals correct |",
-                  "|---|---|---:|---:|---:|---:|---:|---|"]
+                  "each repeat's own ratio to the decode_sum of the same repeat. The "
+                  "interleaved ratio (what the goals read) times decode_sum's work on each "
+                  "batch just before the core takes that batch, so that a slow spell of the "
+                  "host slows both sides of the ratio.",
+                  "", "| records | contender | events/s (CPU) | ratio to decode_sum | "
+                  "ratio, interleaved | events/s with writes | events/s (wall) | "
+                  "ratio (wall) | totals correct |",
+                  "|---|---|---:|---:|---:|---:|---:|---:|---|"]
         for r in core["summary"]:
             layout = "single" if r["pack"] == 1 else f"packed x{r['pack']}"
             lines.append(
                 f"| {layout} | {r['contender']} | {_fmt(r['events_per_s'])} | "
                 f"{_fmt(r.get('ratio_to_decode_sum'), 3)} | "
+                f"{_fmt(r.get('ratio_interleaved'), 3)} | "
                 f"{_fmt(r.get('events_per_s_with_writes'))} | "
                 f"{_fmt(r.get('events_per_s_wall'))} | "
                 f"{_fmt(r.get('ratio_to_decode_sum_wall'), 3)} | {_fmt(r['correct'])} |")
