@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
@@ -29,10 +30,14 @@ log = logging.getLogger(__name__)
 
 # Log every this many failed attempts at WARNING (the first one too), the others at DEBUG.
 _WARN_EVERY = 10
+# How long a broker that accepts connections may fail a client's bootstrap before the
+# sink takes it for a refusal (start_when_reachable).
+REFUSED_GRACE_S = 15.0
 
 
 async def start_when_reachable(start: Callable[[], Awaitable[None]], what: str,
-                               servers: str, backoff: Backoff | None = None) -> None:
+                               servers: str, backoff: Backoff | None = None,
+                               refused_grace_s: float = REFUSED_GRACE_S) -> None:
     """``await start()`` (an aiokafka client's) until Kafka answers.
 
     A broker that is down while the sink starts (a restart of both, a supervisor bringing
@@ -40,20 +45,33 @@ async def start_when_reachable(start: Callable[[], Awaitable[None]], what: str,
     instead of ending the process. aiokafka reports a refused login (wrong SASL password)
     and a bad TLS setup as the same "unable to bootstrap" as a broker that is down, so
     the broker is told apart by a plain TCP connect to ``servers``: if one accepts, Kafka
-    is there and refused us, and the error propagates at once.
+    is there and refused us, and the error propagates, after ``refused_grace_s``. (A
+    broker that is starting or stopping also accepts connections and closes them: the
+    chaos suite saw one. The grace lets it finish; a wrong password still stops the sink,
+    that much later.)
     """
     backoff = backoff or Backoff(base_s=0.5, cap_s=10.0)
     attempt = 0
+    refused_since: float | None = None
     while True:
         try:
             await start()
         except KafkaConnectionError as exc:
-            if await _accepts_tcp(servers):
-                raise
             delay = backoff.delay_s(attempt)
-            level = logging.WARNING if attempt % _WARN_EVERY == 0 else logging.DEBUG
-            log.log(level, "%s: kafka unreachable (%s), attempt %d; retrying in %.1f s", what,
-                    exc, attempt + 1, delay)
+            if await _accepts_tcp(servers):
+                now = time.monotonic()
+                refused_since = now if refused_since is None else refused_since
+                if now - refused_since >= refused_grace_s:
+                    raise
+                log.warning("%s: kafka accepts connections but the client could not "
+                            "bootstrap (%s); trying again for up to %.0f s (a broker "
+                            "starting or stopping), then giving up", what, exc,
+                            refused_grace_s - (now - refused_since))
+            else:
+                refused_since = None
+                level = logging.WARNING if attempt % _WARN_EVERY == 0 else logging.DEBUG
+                log.log(level, "%s: kafka unreachable (%s), attempt %d; retrying in %.1f s",
+                        what, exc, attempt + 1, delay)
             attempt += 1
             await asyncio.sleep(delay)
             continue

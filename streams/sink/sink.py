@@ -30,7 +30,8 @@ held work is dropped (the new owner reads it again from the committed offset). C
 flight for them may still complete; that only sends identifiers the new owner would send.
 
 Start: every Kafka client waits for the broker if it is down (kafka_io.start_when_reachable)
-instead of ending the process; a broker that answers but refuses us (login, TLS) ends it.
+instead of ending the process; a broker that answers but goes on refusing us (login, TLS)
+for kafka_io.REFUSED_GRACE_S ends it.
 
 Shutdown (:meth:`stop`): stop fetching, give calls in flight ``shutdown_grace_s`` to
 finish, abandon the rest (unfinished, so not committed), commit, close.

@@ -1,5 +1,5 @@
-"""The sink's Kafka clients wait for a broker that is down, and give up at once on one that
-is up but refuses them (aiokafka reports both as "unable to bootstrap")."""
+"""The sink's Kafka clients wait for a broker that is down, and give up on one that is up
+but refuses them past a grace (aiokafka reports both as "unable to bootstrap")."""
 
 from __future__ import annotations
 
@@ -45,8 +45,36 @@ async def test_a_broker_that_answers_but_refuses_is_an_error() -> None:
     start = FlakyStart(failures=100)
     try:
         with pytest.raises(KafkaConnectionError):
-            await start_when_reachable(start, "test client", f"127.0.0.1:{port}", FAST)
+            await start_when_reachable(start, "test client", f"127.0.0.1:{port}", FAST,
+                                       refused_grace_s=0.0)
     finally:
         server.close()
         await server.wait_closed()
     assert start.calls == 1
+
+
+async def test_a_refusal_is_retried_for_the_grace_then_raised(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A broker that accepts connections and closes them (starting or stopping) is given
+    the grace; one that goes on refusing past it is an error."""
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        starting = FlakyStart(failures=3)
+        with caplog.at_level("INFO", logger="streams.sink.kafka_io"):
+            await start_when_reachable(starting, "test client", f"127.0.0.1:{port}", FAST,
+                                       refused_grace_s=30.0)
+        assert starting.calls == 4
+        messages = [r.getMessage() for r in caplog.records]
+        assert any("accepts connections but the client could not bootstrap" in m
+                   for m in messages)
+        refusing = FlakyStart(failures=10**6)
+        began = asyncio.get_running_loop().time()
+        with pytest.raises(KafkaConnectionError):
+            await start_when_reachable(refusing, "test client", f"127.0.0.1:{port}", FAST,
+                                       refused_grace_s=0.2)
+        assert refusing.calls > 1
+        assert asyncio.get_running_loop().time() - began >= 0.2
+    finally:
+        server.close()
+        await server.wait_closed()
