@@ -25,11 +25,13 @@
     │   └── MetronomeApiError     an error answer in Metronome's shape (fakes/metronome/api.py)
     ├── KafkaLocalError           the local broker could not be fetched, started or
     │                             stopped (streams/kafka/local/jars.py)
+    ├── BrokerNotReady            (also aiokafka's KafkaConnectionError) Kafka answered
+    │                             with no broker yet: starting (streams/kafka/compat.py)
     └── the test harness's: HelmMissingError, HelmError (the chart's offline checks)
 
 Every class is defined here except those whose code needs a library the SDK does not
-install (the fakes' error answers build aiohttp responses), the local broker's and the test
-harness's; they subclass the class named above them where they are defined. A unit test
+install (the fakes' error answers build aiohttp responses), the local broker's, the one
+that is also an aiokafka error and the test harness's; they subclass the class named above them where they are defined. A unit test
 (tests/unit/test_errors.py) fails when an exception class in ``streams`` is not under
 :class:`MeterstreamError` or not drawn here.
 

@@ -10,6 +10,12 @@ the code to that). What remains here has no public equivalent in aiokafka 0.14:
 - :func:`fail_pending_batches`: ``stop()`` waits for queued batches to be delivered; a
   producer whose records are safe elsewhere (the SDK's spool) must be able to stop while
   the broker is gone, failing them instead.
+- :func:`started_with_brokers`: a client whose bootstrap is answered with no broker (a
+  broker that is still registering itself) starts, then never learns one: aiokafka keeps
+  the bootstrap connection but drops it at the first refresh ("Broker id bootstrap not in
+  current metadata"), and asks an empty list from then on. The chaos suite caught a
+  sink's customers reader that way, taking the customers topic for one without
+  partitions. Bootstrapping the client again is the only way short of a new client.
 
 faust-streaming needs no private reach: the worker uses its public App, BootStrategy,
 page, timer and service API only (streams/runtime/app.py).
@@ -22,13 +28,22 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiokafka
 from aiokafka import TopicPartition
-from aiokafka.errors import ProducerClosed
+from aiokafka.errors import KafkaConnectionError, ProducerClosed
 
-__all__ = ["AIOKAFKA_CHECKED", "fail_pending_batches", "partitions_of"]
+from streams.errors import MeterstreamError
+
+__all__ = [
+    "AIOKAFKA_CHECKED",
+    "BrokerNotReady",
+    "fail_pending_batches",
+    "partitions_of",
+    "started_with_brokers",
+]
 
 # The aiokafka versions these reaches were checked against (pyproject pins the same).
 AIOKAFKA_CHECKED = ("0.14.",)
@@ -59,3 +74,31 @@ def fail_pending_batches(producer: Any) -> None:
     accumulator = getattr(producer, "_message_accumulator", None)
     if accumulator is not None:
         accumulator.fail_all(ProducerClosed())
+
+
+class BrokerNotReady(MeterstreamError, KafkaConnectionError):  # type: ignore[misc]
+    """Kafka answered, but named no broker yet: it is starting (wait for it)."""
+
+
+def started_with_brokers(owner: Any, start: Callable[[], Awaitable[None]] | None = None
+                         ) -> Callable[[], Awaitable[None]]:
+    """A start for ``owner`` (an AIOKafkaConsumer or AIOKafkaProducer) that returns once its
+    client knows a broker. The first call runs ``start`` (``owner.start`` by default); a
+    call after a client that learned no broker bootstraps it again, and raises
+    :class:`BrokerNotReady` while the answer still names none."""
+    started = False
+    do_start = owner.start if start is None else start
+
+    async def start_knowing_a_broker() -> None:
+        nonlocal started
+        if not started:
+            await do_start()
+            started = True
+        # (the producer's client is public, the consumer's is not)
+        client = owner.client if hasattr(owner, "client") else owner._client  # noqa: SLF001
+        if not client.cluster.brokers():
+            await client.bootstrap()  # KafkaConnectionError if no server answers
+            if not client.cluster.brokers():
+                raise BrokerNotReady("Kafka answered with no broker in its metadata")
+
+    return start_knowing_a_broker

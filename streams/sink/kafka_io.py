@@ -14,7 +14,7 @@ from aiokafka.errors import KafkaConnectionError
 
 from streams.config import KafkaSettings
 from streams.kafka.client import connection_options
-from streams.kafka.compat import partitions_of
+from streams.kafka.compat import BrokerNotReady, partitions_of, started_with_brokers
 from streams.kafka.dead_letter import dead_letter, kafka_source
 from streams.util.backoff import Backoff
 
@@ -58,7 +58,7 @@ async def start_when_reachable(start: Callable[[], Awaitable[None]], what: str,
             await start()
         except KafkaConnectionError as exc:
             delay = backoff.delay_s(attempt)
-            if await _accepts_tcp(servers):
+            if not isinstance(exc, BrokerNotReady) and await _accepts_tcp(servers):
                 now = time.monotonic()
                 refused_since = now if refused_since is None else refused_since
                 if now - refused_since >= refused_grace_s:
@@ -115,9 +115,10 @@ class DeadLetterWriter:
             acks="all",
             enable_idempotence=True,
         )
+        self._start = started_with_brokers(self._producer)
 
     async def start(self) -> None:
-        await self._producer.start()
+        await self._start()
 
     async def stop(self) -> None:
         await self._producer.stop()

@@ -51,6 +51,7 @@ from aiokafka.errors import KafkaError
 from streams.config import Settings
 from streams.errors import ConfigError, PlanError
 from streams.kafka.client import connection_options
+from streams.kafka.compat import started_with_brokers
 from streams.sink.customers import CustomerDirectory, CustomersReader, HeldSummaries
 from streams.sink.dispatch import Dispatcher, Work
 from streams.sink.engines import engine_meters, engine_problems, engine_profile, sink_group_id
@@ -165,7 +166,8 @@ class StripeSink:
                     and await self._unless_stopping(start_when_reachable(
                         self._dlq.start, "summaries DLQ producer", servers))
                     and await self._unless_stopping(start_when_reachable(
-                        self._consumer.start, "summaries consumer", servers))):
+                        started_with_brokers(self._consumer), "summaries consumer",
+                        servers))):
                 return
             self._consumer.subscribe([self.topic], listener=_Listener(self))
             tasks += [

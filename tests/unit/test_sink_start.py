@@ -8,6 +8,7 @@ import asyncio
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
+from streams.kafka.compat import BrokerNotReady
 from streams.kafka.local.process import free_ports
 from streams.sink.kafka_io import start_when_reachable
 from streams.util.backoff import Backoff
@@ -78,3 +79,25 @@ async def test_a_refusal_is_retried_for_the_grace_then_raised(
     finally:
         server.close()
         await server.wait_closed()
+
+
+async def test_a_broker_that_names_no_broker_yet_is_waited_for() -> None:
+    """Kafka that answers with no broker in its metadata is starting: waited for as if
+    down, without the refusal's grace, though its port accepts connections."""
+    server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    calls = 0
+
+    async def start() -> None:
+        nonlocal calls
+        calls += 1
+        if calls <= 5:
+            raise BrokerNotReady("Kafka answered with no broker in its metadata")
+
+    try:
+        await start_when_reachable(start, "test client", f"127.0.0.1:{port}", FAST,
+                                   refused_grace_s=0.0)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert calls == 6
