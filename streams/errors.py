@@ -31,9 +31,9 @@
 
 Every class is defined here except those whose code needs a library the SDK does not
 install (the fakes' error answers build aiohttp responses), the local broker's, the one
-that is also an aiokafka error and the test harness's; they subclass the class named above them where they are defined. A unit test
-(tests/unit/test_errors.py) fails when an exception class in ``streams`` is not under
-:class:`MeterstreamError` or not drawn here.
+that is also an aiokafka error and the test harness's; they subclass the class named
+above them where they are defined. A unit test (tests/unit/test_errors.py) fails when an
+exception class in ``streams`` is not under :class:`MeterstreamError` or not drawn here.
 
 Lower-layer errors (aiokafka, stripe, aiohttp) are translated at the boundary with
 ``raise ... from exc``. No message carries a secret: configuration errors name the setting

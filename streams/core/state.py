@@ -169,8 +169,8 @@ class SpendRec:
     no ``Decimal``.
 
     A meter's total stays in the text it was read in (``texts``) until :meth:`add_total`
-    changes it (``totals``): most batches change few of a customer's meters, and parsing
-    and formatting the others was a third of the record's cost.
+    changes it (``totals``): a batch that changes a few of a customer's meters neither
+    parses nor formats the others.
 
     A plain class for the same reason as :class:`WindowRec`."""
 

@@ -80,19 +80,17 @@ class BrokerNotReady(MeterstreamError, KafkaConnectionError):  # type: ignore[mi
     """Kafka answered, but named no broker yet: it is starting (wait for it)."""
 
 
-def started_with_brokers(owner: Any, start: Callable[[], Awaitable[None]] | None = None
-                         ) -> Callable[[], Awaitable[None]]:
+def started_with_brokers(owner: Any) -> Callable[[], Awaitable[None]]:
     """A start for ``owner`` (an AIOKafkaConsumer or AIOKafkaProducer) that returns once its
-    client knows a broker. The first call runs ``start`` (``owner.start`` by default); a
-    call after a client that learned no broker bootstraps it again, and raises
-    :class:`BrokerNotReady` while the answer still names none."""
+    client knows a broker. The first call runs ``owner.start()``; a call after a client
+    that learned no broker bootstraps it again, and raises :class:`BrokerNotReady` while
+    the answer still names none."""
     started = False
-    do_start = owner.start if start is None else start
 
     async def start_knowing_a_broker() -> None:
         nonlocal started
         if not started:
-            await do_start()
+            await owner.start()
             started = True
         # (the producer's client is public, the consumer's is not)
         client = owner.client if hasattr(owner, "client") else owner._client  # noqa: SLF001
