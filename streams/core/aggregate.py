@@ -56,10 +56,17 @@ from streams.core.billable import REASON as UNBILLABLE
 from streams.core.billable import unbillable_total
 from streams.core.cache import BatchCache, BulkStateReader, Kind, StateReader
 from streams.core.events import UsageEvent, encode_event, validate_event
-from streams.core.money import VALUE_SCALE, from_units, to_units, units_text
+from streams.core.money import (
+    NARROW_SCALE,
+    VALUE_SCALE,
+    TooPrecise,
+    from_units,
+    to_units,
+    units_text,
+)
 from streams.core.pricing import CustomerTerms, MeterRule, Threshold
 from streams.core.scan import EventTuple, scan_record
-from streams.core.state import POS_SCALE, WindowRec, spend_key, window_key
+from streams.core.state import POS_SCALE, spend_key, window_key
 from streams.core.windows import HOUR_MS
 
 __all__ = [
@@ -76,9 +83,12 @@ _YEAR_10000_MS = 253_402_300_800_000  # 10000-01-01T00:00:00Z
 # A dead letter keeps at most this many characters of its record's key (a valid key, a
 # customer id, has at most 128).
 _MAX_DEAD_LETTER_KEY = 1024
-_ONE_UNIT = 10**VALUE_SCALE
 _SUM, _COUNT, _MAX = 0, 1, 2
 _AGGREGATIONS = {"sum": _SUM, "count": _COUNT, "max": _MAX}
+# Batches a partition runs at VALUE_SCALE after one of its batches was too precise for
+# NARROW_SCALE (its state may hold such totals for a while: no narrow attempt is wasted on
+# each batch meanwhile).
+_WIDE_BATCHES = 100
 
 
 class SourceRecord:
@@ -168,14 +178,26 @@ def _price_scale(meters: Mapping[str, MeterRule]) -> int:
 
 
 class Aggregator:
-    """Stateless over calls: all state is read from and written back to the store (it
-    keeps only a memo of a pure function, the thresholds in force for given terms)."""
+    """Stateless over calls: all state is read from and written back to the store. It
+    keeps only a memo of a pure function (the thresholds in force for given terms) and,
+    per partition, how many batches are still to run at the wide value scale: neither
+    changes any output.
+
+    Values are summed as ints in units of ``10**-NARROW_SCALE`` when every value and
+    stored total a batch meets has at most that many decimal places: small ints, which
+    the compiled core adds without allocating. Otherwise the batch raises
+    :class:`~streams.core.money.TooPrecise` wherever it meets the first value or total
+    that does not fit, and is taken again from the start at ``VALUE_SCALE``, which holds
+    every valid value. A batch is pure, so the second run produces what the first would
+    have; the text written is the same at either scale."""
 
     def __init__(self, config: CoreConfig) -> None:
         self.config = config
         self.meter_names = tuple(config.meters)
-        price_scale = _price_scale(config.meters)
-        self.spend_scale = VALUE_SCALE + price_scale
+        price_scale = self.price_scale = _price_scale(config.meters)
+        # The scale a batch tries first (a test may set VALUE_SCALE: every batch wide).
+        self.narrow_scale = NARROW_SCALE
+        self._wide: dict[int, int] = {}
         # meter -> (aggregation code, unit price in units of 10**-price_scale, index,
         # whether its window total must fit in one engine event)
         self.meter_info: dict[str, tuple[int, int, int, bool]] = {
@@ -194,9 +216,25 @@ class Aggregator:
         now_ms: int,
         terms: TermsLookup = lambda _c: None,
     ) -> BatchResult:
+        wide = self._wide.get(partition)
+        if wide is None:
+            try:
+                return self._process(partition, records, store, now_ms, terms,
+                                     self.narrow_scale)
+            except TooPrecise:
+                wide = _WIDE_BATCHES
+        if wide > 1:
+            self._wide[partition] = wide - 1
+        else:
+            del self._wide[partition]
+        return self._process(partition, records, store, now_ms, terms, VALUE_SCALE)
+
+    def _process(self, partition: int, records: Sequence[SourceRecord], store: StateReader,
+                 now_ms: int, terms: TermsLookup, value_scale: int) -> BatchResult:
         out = BatchResult()
-        steps = BatchSteps(self.config, self.meter_names, self.spend_scale, partition,
-                           BatchCache(store), now_ms, terms, out, self.thresholds_by_terms)
+        steps = BatchSteps(self.config, self.meter_names, value_scale,
+                           value_scale + self.price_scale, partition, BatchCache(store),
+                           now_ms, terms, out, self.thresholds_by_terms)
         _Run(self, steps).run(records)
         return out
 
@@ -222,7 +260,7 @@ class _Run:
         """First pass: decode, then read every dedup mark, window and spend record the
         batch may touch, in one bulk read each."""
         steps, cfg = self.steps, self.cfg
-        window_ms, p = cfg.window_ms, steps.p
+        window_ms, p, value_scale = cfg.window_ms, steps.p, steps.value_scale
         applied = steps.part.applied
         out: list[_Scanned | None] = []
         all_dkeys: list[str] = []
@@ -241,7 +279,7 @@ class _Run:
             # partition, where a second window of theirs would emit summaries with the
             # same ids.)
             customer = "" if rec.key is None else rec.key
-            events, rejections = scan_record(rec.value, customer)
+            events, rejections = scan_record(rec.value, customer, value_scale)
             if not events:
                 dkeys: Sequence[str] = ()
             else:
@@ -272,7 +310,7 @@ class _Run:
         wkeys = steps.window_keys
         for c, m, ws in windows:
             wkeys[(c, m, ws)] = window_key(p, ws, c, m)
-        cache.prefetch(wkeys.values(), WindowRec.decode)
+        cache.prefetch(wkeys.values(), steps.window_decode)
         # (No billing period exists past year 9999: such events are in_future anyway.)
         cache.prefetch({spend_key(c, steps.period(ws)[0]) for c, _m, ws in windows
                         if ws < _YEAR_10000_MS}, steps.spend_decode)
@@ -293,7 +331,7 @@ class _Run:
             original = rec.value
         elif ev[5] is None:  # what encode_event gives for an event without attributes
             original = orjson.dumps({"id": ev[1], "customer": rec.key, "meter": ev[2],
-                                     "value": units_text(ev[3], VALUE_SCALE),
+                                     "value": units_text(ev[3], self.steps.value_scale),
                                      "timestamp": ev[4]})
         else:
             parsed = validate_event(ev[5], rec.key)  # accepted once, so accepted again
@@ -313,6 +351,8 @@ class _Run:
         values, deleted = cache.values, cache.deleted
         new_marks = cache.dirty(Kind.DEDUP)
         windows, dedup_hours = steps.windows, steps.dedup_hours
+        value_scale = steps.value_scale
+        one_unit = 10**value_scale
         accepted = late = duplicate = replayed = 0
         last_ms = steps.out.last_event_ms
         # Only this loop and steps.advance move stream time: it stays in a local between.
@@ -401,7 +441,7 @@ class _Run:
                 if aggregation == _SUM:
                     new = old + q
                 elif aggregation == _COUNT:
-                    q = _ONE_UNIT
+                    q = one_unit
                     new = old + q
                 else:
                     new = (q if q > old else old) if w.count else q
@@ -409,7 +449,7 @@ class _Run:
                 if pre_aggregated:
                     # Whatever the worker accepts, the sink must be able to deliver: a
                     # total that one engine event cannot carry is refused here.
-                    detail = unbillable_total(from_units(new, VALUE_SCALE),
+                    detail = unbillable_total(from_units(new, value_scale),
                                               pre_aggregated=True)
                     if detail is not None:
                         self._dead_event(rec, ev, UNBILLABLE, detail)

@@ -9,7 +9,8 @@ steps has work. Between triggers, moving stream time forward changes nothing but
 number, which is what lets the loop stay small.
 
 Money is exact and integer between the edges: window quantities in units of
-``10**-VALUE_SCALE``, spend in units of ``10**-spend_scale`` (``VALUE_SCALE`` plus the
+``10**-value_scale`` (the batch's: ``NARROW_SCALE`` when it can, else ``VALUE_SCALE``; see
+streams.core.aggregate), spend in units of ``10**-spend_scale`` (the value scale plus the
 most decimal places of any configured price). Records and summaries are written from
 the ints as decimal text; ``Decimal`` appears only where an alert is raised, and in the
 thresholds' amounts, once per threshold and scale in a batch.
@@ -35,6 +36,7 @@ from streams.core.state import (
     partition_key,
     spend_decoder,
     spend_key,
+    window_decoder,
     window_key,
     window_prefix,
 )
@@ -78,13 +80,14 @@ class SpendAcc:
 class BatchSteps:
     """State of one batch shared by the event loop and the steps."""
 
-    def __init__(self, cfg: CoreConfig, meter_names: tuple[str, ...], spend_scale: int,
-                 p: int, cache: BatchCache, now_ms: int,
+    def __init__(self, cfg: CoreConfig, meter_names: tuple[str, ...], value_scale: int,
+                 spend_scale: int, p: int, cache: BatchCache, now_ms: int,
                  terms: Callable[[str], CustomerTerms | None], out: BatchResult,
                  thresholds_by_terms: dict[CustomerTerms | None, tuple[Threshold, ...]]
                  ) -> None:
         self.cfg = cfg
         self.meter_names = meter_names
+        self.value_scale = value_scale
         self.spend_scale = spend_scale
         self.p = p
         self.cache = cache
@@ -105,7 +108,8 @@ class BatchSteps:
         # The keys of the windows the batch's events name (built once, by the first pass).
         self.window_keys: dict[tuple[str, str, int], str] = {}
         self.spends: dict[tuple[str, str], SpendAcc] = {}
-        self.spend_decode = spend_decoder(spend_scale)
+        self.spend_decode = spend_decoder(spend_scale, value_scale)
+        self.window_decode = window_decoder(value_scale)
         # A threshold in spend units at a record's scale, rounded up: (amount, scale) -> units.
         self.threshold_units: dict[tuple[Decimal, int], int] = {}
         self.trigger_ms = NEVER
@@ -160,10 +164,11 @@ class BatchSteps:
         wkey = self.window_keys.get(names) or window_key(self.p, ws, customer, meter)
         w: WindowRec | None = cache.values.get(wkey)  # prefetched for the batch
         if w is None and wkey not in cache.values:
-            w = cache.get(wkey, WindowRec.decode)
+            w = cache.get(wkey, self.window_decode)
         if w is None:
             w = WindowRec(customer, meter, ws, 0, 0, -1,
-                          ws + cfg.window_ms <= part.stream_ms - cfg.grace_ms)
+                          ws + cfg.window_ms <= part.stream_ms - cfg.grace_ms,
+                          scale=self.value_scale)
         cache.put(wkey, Kind.WINDOW, w)
         starts = part.window_starts
         if not starts or starts[-1] != ws:
@@ -191,7 +196,7 @@ class BatchSteps:
         skey = spend_key(customer, period)
         s: SpendRec | None = self.cache.get(skey, self.spend_decode)
         if s is None:
-            s = SpendRec(customer, period, self.spend_scale)
+            s = SpendRec(customer, period, self.spend_scale, vscale=self.value_scale)
             self.cache.put(expiry_key(self.p, expiry, skey), Kind.EXPIRY, 1)
         self._expire_at(expiry)
         found = self.thresholds.get(customer)
@@ -333,7 +338,7 @@ class BatchSteps:
 
     def _close(self, ws: int) -> None:
         cache = self.cache
-        wkeys = cache.scan_values(window_prefix(self.p, ws), Kind.WINDOW, WindowRec.decode)
+        wkeys = cache.scan_values(window_prefix(self.p, ws), Kind.WINDOW, self.window_decode)
         values = cache.values
         for wkey in wkeys:
             w: WindowRec | None = values[wkey]
@@ -345,7 +350,7 @@ class BatchSteps:
             cache.put(wkey, Kind.WINDOW, w)
 
     def _flush_corrections(self) -> None:
-        self.cache.prefetch(self.pending, WindowRec.decode)
+        self.cache.prefetch(self.pending, self.window_decode)
         values = self.cache.values
         for wkey in self.pending:
             w: WindowRec | None = values[wkey]
@@ -361,11 +366,11 @@ class BatchSteps:
 
     def _emit(self, w: WindowRec, seq: int, delta_units: int) -> None:
         rule = self.cfg.meters[w.meter]
-        total = value_text(w.value_units)
+        total = value_text(w.value_units, w.scale)
         self.out.summaries.append(summary_dict(
             customer=w.customer, meter=w.meter, aggregation=rule.aggregation,
             window_start_ms=w.ws, window_ms=self.cfg.window_ms, seq=seq, total=total,
-            delta=total if delta_units == w.value_units else value_text(delta_units),
+            delta=total if delta_units == w.value_units else value_text(delta_units, w.scale),
             event_count=w.count, period=self.period(w.ws)[0], emitted_at_ms=self.now_ms,
         ))
         if seq:

@@ -25,8 +25,10 @@ from typing import Final
 
 __all__ = [
     "EXACT",
+    "NARROW_SCALE",
     "VALUE_POW",
     "VALUE_SCALE",
+    "TooPrecise",
     "format_decimal",
     "from_units",
     "parse_decimal",
@@ -34,6 +36,7 @@ __all__ = [
     "text_places",
     "text_units",
     "to_units",
+    "unit_pows",
     "units_ceiling",
     "units_text",
     "value_text",
@@ -51,9 +54,31 @@ VALUE_SCALE = 62
 (``"0."`` and 62 digits at most), so every valid value is a whole number of these units,
 and sums, maxima and products with prices stay exact in Python's unbounded ints."""
 
-VALUE_POW: Final[tuple[int, ...]] = tuple(10 ** (VALUE_SCALE - k) for k in range(VALUE_SCALE + 1))
-"""``VALUE_POW[k]`` is ``10**(VALUE_SCALE - k)``: the units of one unit of the k-th fraction
-digit (text_units, and the scan's fast path)."""
+NARROW_SCALE = 9
+"""The narrower unit a batch sums values in when it can (streams.core.aggregate): with
+values held as ``q * 10**9``, a quantity below about 4.6 billion is a machine-word int in
+the compiled core, where ``q * 10**62`` is a 200-bit one. A batch that meets a value or a
+stored total with more decimal places raises :class:`TooPrecise` and is taken again at
+:data:`VALUE_SCALE`, which holds every valid value."""
+
+
+TooPrecise = Inexact
+"""What :func:`to_units` raises for a decimal with more decimal places than the scale asked
+for: the ``decimal`` module's own signal for a result that would not be exact."""
+
+
+def unit_pows(scale: int) -> tuple[int, ...]:
+    """``pows[k] == 10**(scale - k)`` for ``k`` in ``0..scale``: the units, at ``scale``,
+    of one unit of the k-th fraction digit (text_units, and the scan's fast path)."""
+    pows = _UNIT_POWS.get(scale)
+    if pows is None:
+        pows = _UNIT_POWS[scale] = tuple(10 ** (scale - k) for k in range(scale + 1))
+    return pows
+
+
+_UNIT_POWS: dict[int, tuple[int, ...]] = {}
+VALUE_POW: Final[tuple[int, ...]] = unit_pows(VALUE_SCALE)
+"""``unit_pows(VALUE_SCALE)``."""
 
 _PLAIN = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?", re.ASCII)
 
@@ -117,11 +142,11 @@ def significant_digits(d: Decimal) -> int:
 
 
 def to_units(d: Decimal, scale: int) -> int:
-    """``d * 10**scale`` as an int; :class:`ValueError` if that is not a whole number."""
+    """``d * 10**scale`` as an int; :class:`TooPrecise` if that is not a whole number."""
     scaled = d.scaleb(scale, EXACT)
     units = int(scaled)
     if units != scaled:
-        raise ValueError(f"{d} has more than {scale} decimal places")
+        raise TooPrecise(f"{d} has more than {scale} decimal places")
     return units
 
 
@@ -162,17 +187,20 @@ def units_text(units: int, scale: int) -> str:
 
 
 _VALUE_TEXT_MEMO = 8192
-_value_texts: dict[int, str] = {}
+_value_texts: dict[int, dict[int, str]] = {}
 
 
-def value_text(units: int) -> str:
-    """``units_text(units, VALUE_SCALE)``, remembered: a window's total is formatted for its
+def value_text(units: int, scale: int) -> str:
+    """``units_text(units, scale)``, remembered: a window's total is formatted for its
     summary and again for its record, in the same batch. Bounded; cleared when full."""
-    text = _value_texts.get(units)  # (half the calls miss: no KeyError raised for them)
+    texts = _value_texts.get(scale)
+    if texts is None:
+        texts = _value_texts[scale] = {}
+    text = texts.get(units)  # (half the calls miss: no KeyError raised for them)
     if text is None:
-        if len(_value_texts) >= _VALUE_TEXT_MEMO:
-            _value_texts.clear()
-        text = _value_texts[units] = units_text(units, VALUE_SCALE)
+        if len(texts) >= _VALUE_TEXT_MEMO:
+            texts.clear()
+        text = texts[units] = units_text(units, scale)
     return text
 
 
@@ -195,7 +223,5 @@ def text_units(text: str, scale: int) -> int:
     whole, dot, fraction = text.partition(".")
     if (whole.isdigit() and whole.isascii() and len(fraction) <= scale
             and (not dot or (fraction.isdigit() and fraction.isascii()))):
-        pow10: int = (VALUE_POW[len(fraction)] if scale == VALUE_SCALE
-                      else 10 ** (scale - len(fraction)))
-        return int(whole + fraction) * pow10
+        return int(whole + fraction) * unit_pows(scale)[len(fraction)]
     return to_units(Decimal(text), scale)

@@ -6,7 +6,10 @@ work the aggregator does not need on the common path: no :class:`UsageEvent`, no
 ``Decimal``. Each event is a tuple ``(index, id, meter, units, timestamp_ms, element)``:
 
 - ``index``: its position in a packed array (0 for a single event);
-- ``units``: the value times ``10**VALUE_SCALE``, an int (see streams.core.money);
+- ``units``: the value times ``10**scale``, an int (see streams.core.money; ``scale`` is
+  the caller's, :data:`~streams.core.money.VALUE_SCALE` unless it asks for fewer places:
+  a valid value with more places than it asked for raises
+  :class:`~streams.core.money.TooPrecise`);
 - ``element``: None for an event of exactly the five fields, else the decoded JSON
   object (it has attributes), kept to rebuild the event's bytes for a dead letter (the
   aggregator's rare semantic rejections). Not keeping the common one lets the decoded
@@ -62,7 +65,7 @@ from streams.core.events import (
     decode_record,
     validate_event,
 )
-from streams.core.money import VALUE_POW, VALUE_SCALE, to_units
+from streams.core.money import VALUE_SCALE, to_units, unit_pows
 from streams.core.rfc3339 import rfc3339_ms
 from streams.core.wire import DecodeFailed, WireEvent, decode_wire
 
@@ -70,9 +73,6 @@ __all__ = ["EventTuple", "scan_record"]
 
 EventTuple = tuple[int, str, str, int, int, Any]
 
-# money.VALUE_POW, bound here so that the compiled module reads it as its own static.
-_POW: Final[tuple[int, ...]] = VALUE_POW
-_ONE_UNIT: Final[int] = _POW[0]
 _SHORT_VALUE: Final = 15  # characters (16 with a point) that cannot exceed 15 digits
 
 
@@ -83,10 +83,13 @@ def _plain(value: bytes) -> bool:
     return value.isascii() and value.find(b"\\") < 0 and value.find(b"\x7f") < 0
 
 
-def _typed(ev: WireEvent, key: str, index: int, plain: bool) -> EventTuple | None:
+def _typed(ev: WireEvent, key: str, index: int, plain: bool, pows: tuple[int, ...]
+           ) -> EventTuple | None:
     """The event tuple of a decoded struct when every field is in a shape the full rules
     accept outright (the caller has checked that ``key`` is a validated customer), else
-    None. ``plain``: the record's strings are all printable ASCII (:func:`_plain`)."""
+    None. ``plain``: the record's strings are all printable ASCII (:func:`_plain`).
+    ``pows``: :func:`~streams.core.money.unit_pows` of the scale (a value with more places
+    than it has goes the exact way, which decides it)."""
     # One C call for the five fields (WireEvent's order), not five attribute lookups.
     fields: tuple[str, str, str, str | int, str | int] = astuple(ev)
     id_, customer, meter, raw_value, raw_ts = fields
@@ -100,15 +103,15 @@ def _typed(ev: WireEvent, key: str, index: int, plain: bool) -> EventTuple | Non
                 and (plain or raw_value.isascii()) \
                 and whole.isdigit() and (whole[0] != "0" or len(whole) == 1):
             if not dot:
-                units = int(whole) * _ONE_UNIT
-            elif fraction.isdigit():
-                units = int(whole + fraction) * _POW[len(fraction)]
+                units = int(whole) * pows[0]
+            elif fraction.isdigit() and len(fraction) < len(pows):
+                units = int(whole + fraction) * pows[len(fraction)]
             else:
                 return None
         else:
             return None
     elif 0 <= raw_value <= MAX_VALUE_INT:
-        units = raw_value * _ONE_UNIT
+        units = raw_value * pows[0]
     else:
         return None
     if isinstance(raw_ts, int):
@@ -119,17 +122,18 @@ def _typed(ev: WireEvent, key: str, index: int, plain: bool) -> EventTuple | Non
     return None if ts is None else (index, id_, meter, units, ts, None)
 
 
-def _from_event(index: int, ev: UsageEvent, element: object) -> EventTuple:
-    return (index, ev.id, ev.meter, to_units(ev.value, VALUE_SCALE), ev.timestamp_ms, element)
+def _from_event(index: int, ev: UsageEvent, element: object, scale: int) -> EventTuple:
+    return (index, ev.id, ev.meter, to_units(ev.value, scale), ev.timestamp_ms, element)
 
 
-def scan_record(value: bytes | None, key: str
+def scan_record(value: bytes | None, key: str, scale: int = VALUE_SCALE
                 ) -> tuple[Sequence[EventTuple], Sequence[Rejection]]:
     """Decode one record into event tuples and rejections, as ``decode_record`` would.
 
     ``key`` is the record key ("" for a record without one: its events are key_mismatch).
     A valid single event comes back in tuples, not lists: the caller keeps them until the
     batch ends, and lists are what the garbage collector has to keep traversing.
+    Values come in units of ``10**-scale``.
     """
     if value is None or len(value) > MAX_RECORD_BYTES:
         return [], decode_record(value, key)[1]
@@ -140,14 +144,14 @@ def scan_record(value: bytes | None, key: str
     if decoded is not None and key in _valid_customers:
         if isinstance(decoded, WireEvent):
             # (One event: checking its strings costs less than checking the record.)
-            ev = _typed(decoded, key, 0, False)
+            ev = _typed(decoded, key, 0, False, unit_pows(scale))
             if ev is not None:
                 return (ev,), ()
         elif 0 < len(decoded) <= MAX_PACKED_EVENTS:
-            plain = _plain(value)
+            plain, pows = _plain(value), unit_pows(scale)
             typed: list[EventTuple] = []
             for i, d in enumerate(decoded):
-                ev = _typed(d, key, i, plain)
+                ev = _typed(d, key, i, plain, pows)
                 if ev is None:
                     break  # the exact way decides this record
                 typed.append(ev)
@@ -160,7 +164,7 @@ def scan_record(value: bytes | None, key: str
     if type(obj) is dict:
         result = validate_event(obj, key)
         if isinstance(result, UsageEvent):
-            return [_from_event(0, result, obj)], []
+            return [_from_event(0, result, obj, scale)], []
         return [], [Rejection(result.reason, result.detail, None, _kept(value))]
     if type(obj) is not list or not 0 < len(obj) <= MAX_PACKED_EVENTS:
         return [], decode_record(value, key)[1]
@@ -169,7 +173,7 @@ def scan_record(value: bytes | None, key: str
     for index, element in enumerate(obj):
         result = validate_event(element, key)
         if isinstance(result, UsageEvent):
-            out.append(_from_event(index, result, element))
+            out.append(_from_event(index, result, element, scale))
         else:
             rejections.append(Rejection(result.reason, result.detail, index,
                                         _element_bytes(element, value)))

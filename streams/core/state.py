@@ -55,6 +55,7 @@ __all__ = [
     "partition_key",
     "spend_decoder",
     "spend_key",
+    "window_decoder",
     "window_key",
     "window_prefix",
 ]
@@ -109,11 +110,13 @@ class WindowRec:
     """One (customer, meter, window).
 
     value_units: the window's billed quantity (sum, count or max) in units of
-        ``10**-VALUE_SCALE`` (exact; see streams.core.money). Encoded as a decimal string.
+        ``10**-scale`` (exact; see streams.core.money). Encoded as a decimal string.
     applied: highest event position included in ``value_units``.
     closed: the watermark has passed the window's end.
     emitted_seq / emitted_units: the last summary sent (-1: none yet), its total in units.
     pending: a late event changed the value after the last summary; a correction is due.
+    scale: the decimal places of the units (the batch's value scale; the text on disk has
+        none: a record written at one scale reads at another, if its text fits).
 
     A plain class, not a dataclass: compiled, its ``__init__`` is native, where a
     dataclass's generated one stays interpreted (350 ns of a 2.3 µs decode).
@@ -121,7 +124,8 @@ class WindowRec:
 
     def __init__(self, customer: str, meter: str, ws: int, value_units: int = 0,
                  count: int = 0, applied: int = -1, closed: bool = False,
-                 emitted_seq: int = -1, emitted_units: int = 0, pending: bool = False) -> None:
+                 emitted_seq: int = -1, emitted_units: int = 0, pending: bool = False,
+                 scale: int = VALUE_SCALE) -> None:
         self.customer = customer
         self.meter = meter
         self.ws = ws
@@ -132,37 +136,45 @@ class WindowRec:
         self.emitted_seq = emitted_seq
         self.emitted_units = emitted_units
         self.pending = pending
+        self.scale = scale
 
     def __repr__(self) -> str:
         return (f"WindowRec({self.customer!r}, {self.meter!r}, {self.ws}, "
                 f"value_units={self.value_units}, count={self.count}, "
                 f"applied={self.applied}, closed={self.closed}, "
                 f"emitted_seq={self.emitted_seq}, emitted_units={self.emitted_units}, "
-                f"pending={self.pending})")
+                f"pending={self.pending}, scale={self.scale})")
 
     def encode(self) -> bytes:
-        value = value_text(self.value_units)
+        value = value_text(self.value_units, self.scale)
         emitted = (value if self.emitted_units == self.value_units
-                   else value_text(self.emitted_units))
+                   else value_text(self.emitted_units, self.scale))
         return orjson.dumps(
             [self.customer, self.meter, self.ws, value, self.count, self.applied,
              self.closed, self.emitted_seq, emitted, self.pending]
         )
 
     @staticmethod
-    def decode(raw: bytes) -> WindowRec:
+    def decode(raw: bytes, scale: int = VALUE_SCALE) -> WindowRec:
+        """The record of ``raw`` in units of ``10**-scale`` (:class:`~streams.core.money.
+        TooPrecise` if a total has more decimal places)."""
         c, m, ws, v, n, a, closed, seq, ev, pending = orjson.loads(raw)
-        units = text_units(v, VALUE_SCALE)
+        units = text_units(v, scale)
         # (encode writes one text twice when the last summary carried the total.)
         return WindowRec(c, m, ws, units, n, a, closed, seq,
-                         units if ev == v else text_units(ev, VALUE_SCALE), pending)
+                         units if ev == v else text_units(ev, scale), pending, scale)
+
+
+def window_decoder(scale: int) -> Callable[[bytes], WindowRec]:
+    """``WindowRec.decode`` at ``scale``, for a cache's bulk read."""
+    return lambda raw: WindowRec.decode(raw, scale)
 
 
 class SpendRec:
     """One customer's billing period: totals per meter, spend, alerts already fired.
 
     Exact ints, as the aggregator sums them (streams.core.money): each meter's total in
-    units of ``10**-VALUE_SCALE`` (:meth:`totals_units`), ``spend`` in units of
+    units of ``10**-vscale`` (:meth:`totals_units`), ``spend`` in units of
     ``10**-scale`` of the minor currency unit. Encoded as decimal text, read back at the
     scale asked for, or at more places when the text has them (a record written under
     prices with more decimals). The aggregator adds a batch's usage to it in ints, with
@@ -177,7 +189,8 @@ class SpendRec:
     def __init__(self, customer: str, period: str, scale: int = 0,
                  totals: dict[str, int] | None = None, spend: int = 0,
                  fired: list[str] | None = None, applied: int = -1,
-                 last_event_ms: int = 0, texts: dict[str, str] | None = None) -> None:
+                 last_event_ms: int = 0, texts: dict[str, str] | None = None,
+                 vscale: int = VALUE_SCALE) -> None:
         self.customer = customer
         self.period = period
         self.scale = scale
@@ -187,23 +200,26 @@ class SpendRec:
         self.fired: list[str] = [] if fired is None else fired
         self.applied = applied
         self.last_event_ms = last_event_ms
+        self.vscale = vscale
 
     def __repr__(self) -> str:
         return (f"SpendRec({self.customer!r}, {self.period!r}, scale={self.scale}, "
                 f"totals={self.totals_units()!r}, spend={self.spend}, fired={self.fired!r}, "
-                f"applied={self.applied}, last_event_ms={self.last_event_ms})")
+                f"applied={self.applied}, last_event_ms={self.last_event_ms}, "
+                f"vscale={self.vscale})")
 
     def add_total(self, meter: str, units: int) -> None:
         """Add ``units`` to ``meter``'s total."""
         total = self.totals.get(meter)
         if total is None:
             text = self.texts.pop(meter, None)
-            total = 0 if text is None else text_units(text, VALUE_SCALE)
+            total = 0 if text is None else text_units(text, self.vscale)
         self.totals[meter] = total + units
 
     def totals_units(self) -> dict[str, int]:
-        """Every meter's total, in units of ``10**-VALUE_SCALE``."""
-        out = {m: text_units(t, VALUE_SCALE) for m, t in self.texts.items()}
+        """Every meter's total, in units of ``10**-vscale``."""
+        vscale = self.vscale
+        out = {m: text_units(t, vscale) for m, t in self.texts.items()}
         out.update(self.totals)
         return out
 
@@ -213,12 +229,12 @@ class SpendRec:
 
     def totals_minor(self) -> dict[str, Decimal]:
         """The totals per meter, exact."""
-        return {m: from_units(u, VALUE_SCALE) for m, u in self.totals_units().items()}
+        return {m: from_units(u, self.vscale) for m, u in self.totals_units().items()}
 
     def encode(self) -> bytes:
         texts = dict(self.texts)
         for m, units in self.totals.items():
-            texts[m] = units_text(units, VALUE_SCALE)
+            texts[m] = units_text(units, self.vscale)
         return orjson.dumps(
             {"c": self.customer, "p": self.period, "t": texts,
              "s": units_text(self.spend, self.scale),
@@ -226,22 +242,24 @@ class SpendRec:
         )
 
     @staticmethod
-    def decode(raw: bytes, scale: int = 0) -> SpendRec:
+    def decode(raw: bytes, scale: int = 0, vscale: int = VALUE_SCALE) -> SpendRec:
         """The record of ``raw``, its spend at ``scale`` decimal places or at the places
-        its text has, if more. (Records written before spend was kept in ints hold text
-        such as ``1E-7``: any finite decimal text is read exactly.)"""
+        its text has, if more, and its totals at ``vscale`` (read when a batch changes them:
+        :class:`~streams.core.money.TooPrecise` then if one has more places). (Records
+        written before spend was kept in ints hold text such as ``1E-7``: any finite
+        decimal text is read exactly.)"""
         d = orjson.loads(raw)
         text = d["s"]
         places = text_places(text)
         if places > scale:
             scale = places
         return SpendRec(d["c"], d["p"], scale, None, text_units(text, scale), d["f"], d["a"],
-                        d["l"], d["t"])
+                        d["l"], d["t"], vscale)
 
 
-def spend_decoder(scale: int) -> Callable[[bytes], SpendRec]:
-    """``SpendRec.decode`` at ``scale``, for a cache's bulk read."""
-    return lambda raw: SpendRec.decode(raw, scale)
+def spend_decoder(scale: int, vscale: int) -> Callable[[bytes], SpendRec]:
+    """``SpendRec.decode`` at ``scale`` and ``vscale``, for a cache's bulk read."""
+    return lambda raw: SpendRec.decode(raw, scale, vscale)
 
 
 @dataclass(slots=True)

@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams.core.money import VALUE_SCALE, units_text
+from streams.core.money import units_text
 from streams.core.state import SpendRec, spend_key
 from streams.core.windows import period_of
 from streams.kafka.client import key_partition
@@ -51,7 +51,7 @@ def usage_document(raw: bytes | None, customer: str, period: str) -> dict[str, A
     return {
         "customer": customer,
         "period": period,
-        "meters": {m: units_text(v, VALUE_SCALE)
+        "meters": {m: units_text(v, rec.vscale)
                    for m, v in sorted(rec.totals_units().items())},
         "spend_minor": units_text(rec.spend, rec.scale),
         "thresholds_crossed": list(rec.fired),

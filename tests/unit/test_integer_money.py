@@ -93,7 +93,7 @@ def test_units_text_is_format_decimal(units: int, scale: int) -> None:
 def test_value_text_is_units_text_at_the_value_scale(many: list[int]) -> None:
     """value_text's memo never changes an answer, cold or warm (twice each)."""
     for units in many + many:
-        assert value_text(units) == units_text(units, VALUE_SCALE)
+        assert value_text(units, VALUE_SCALE) == units_text(units, VALUE_SCALE)
 
 
 T0 = 1_795_000_000_000 - 1_795_000_000_000 % 3_600_000
