@@ -22,7 +22,6 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.config import KafkaSettings
 from streams.kafka.client import connection_options
-from streams.kafka.compat import started_with_brokers
 from streams.sink.kafka_io import partitions_of, start_when_reachable
 
 __all__ = ["ENGINE_ID_FIELDS", "CustomerDirectory", "CustomersReader", "HeldSummaries",
@@ -169,7 +168,7 @@ class CustomersReader:
     async def run(self) -> None:
         """Read forever (until cancelled); the consumer is closed on the way out."""
         consumer = self._consumer
-        await start_when_reachable(started_with_brokers(consumer), "customers reader",
+        await start_when_reachable(consumer, "customers reader",
                                    self._servers)
         try:
             tps = await partitions_of(consumer, self.topic)

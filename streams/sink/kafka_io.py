@@ -6,8 +6,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.errors import KafkaConnectionError
@@ -35,10 +36,12 @@ _WARN_EVERY = 10
 REFUSED_GRACE_S = 15.0
 
 
-async def start_when_reachable(start: Callable[[], Awaitable[None]], what: str,
-                               servers: str, backoff: Backoff | None = None,
+async def start_when_reachable(client: Any, what: str, servers: str,
+                               backoff: Backoff | None = None,
                                refused_grace_s: float = REFUSED_GRACE_S) -> None:
-    """``await start()`` (an aiokafka client's) until Kafka answers.
+    """Start ``client`` (an AIOKafkaConsumer or AIOKafkaProducer) once Kafka answers and
+    names a broker (:func:`streams.kafka.compat.started_with_brokers`: a broker that is
+    starting answers with none, and aiokafka would never ask again).
 
     A broker that is down while the sink starts (a restart of both, a supervisor bringing
     the sink back during a broker outage) is waited for, as the worker waits for it,
@@ -51,6 +54,7 @@ async def start_when_reachable(start: Callable[[], Awaitable[None]], what: str,
     that much later.)
     """
     backoff = backoff or Backoff(base_s=0.5, cap_s=10.0)
+    start = started_with_brokers(client)
     attempt = 0
     refused_since: float | None = None
     while True:
@@ -115,10 +119,11 @@ class DeadLetterWriter:
             acks="all",
             enable_idempotence=True,
         )
-        self._start = started_with_brokers(self._producer)
+        self._servers = kafka.bootstrap_servers
 
     async def start(self) -> None:
-        await self._start()
+        """Start once Kafka answers (:func:`start_when_reachable`)."""
+        await start_when_reachable(self._producer, "summaries DLQ producer", self._servers)
 
     async def stop(self) -> None:
         await self._producer.stop()

@@ -51,7 +51,6 @@ from aiokafka.errors import KafkaError
 from streams.config import Settings
 from streams.errors import ConfigError, PlanError
 from streams.kafka.client import connection_options
-from streams.kafka.compat import started_with_brokers
 from streams.sink.customers import CustomerDirectory, CustomersReader, HeldSummaries
 from streams.sink.dispatch import Dispatcher, Work
 from streams.sink.engines import engine_meters, engine_problems, engine_profile, sink_group_id
@@ -163,11 +162,9 @@ class StripeSink:
             # Kafka may be away at start: each client waits for it, and a stop asked for
             # meanwhile ends the wait (nothing has been read, so nothing is lost).
             if not (await self._unless_stopping(self._customers.ready.wait(), customers_task)
+                    and await self._unless_stopping(self._dlq.start())
                     and await self._unless_stopping(start_when_reachable(
-                        self._dlq.start, "summaries DLQ producer", servers))
-                    and await self._unless_stopping(start_when_reachable(
-                        started_with_brokers(self._consumer), "summaries consumer",
-                        servers))):
+                        self._consumer, "summaries consumer", servers))):
                 return
             self._consumer.subscribe([self.topic], listener=_Listener(self))
             tasks += [

@@ -8,25 +8,28 @@ import asyncio
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
-from streams.kafka.compat import BrokerNotReady
 from streams.kafka.local.process import free_ports
 from streams.sink.kafka_io import start_when_reachable
 from streams.util.backoff import Backoff
+from tests.unit.test_compat import _Client
 
 FAST = Backoff(base_s=0.01, cap_s=0.02)
 
 
 class FlakyStart:
-    """``start`` that fails to bootstrap ``failures`` times."""
+    """An aiokafka client whose ``start`` fails to bootstrap ``failures`` times, then
+    knows a broker once its bootstraps were answered with none ``empty`` times."""
 
-    def __init__(self, failures: int) -> None:
+    def __init__(self, failures: int, empty: int = 0) -> None:
         self.failures = failures
         self.calls = 0
+        self._client = _Client(empty)
 
-    async def __call__(self) -> None:
+    async def start(self) -> None:
         self.calls += 1
         if self.calls <= self.failures:
             raise KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 1)]")
+        self._client.cluster.known = {1} if not self._client.empty else set()
 
 
 async def test_a_broker_that_is_down_is_waited_for(caplog: pytest.LogCaptureFixture) -> None:
@@ -86,18 +89,12 @@ async def test_a_broker_that_names_no_broker_yet_is_waited_for() -> None:
     down, without the refusal's grace, though its port accepts connections."""
     server = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    calls = 0
-
-    async def start() -> None:
-        nonlocal calls
-        calls += 1
-        if calls <= 5:
-            raise BrokerNotReady("Kafka answered with no broker in its metadata")
-
+    client = FlakyStart(failures=0, empty=5)
     try:
-        await start_when_reachable(start, "test client", f"127.0.0.1:{port}", FAST,
+        await start_when_reachable(client, "test client", f"127.0.0.1:{port}", FAST,
                                    refused_grace_s=0.0)
     finally:
         server.close()
         await server.wait_closed()
-    assert calls == 6
+    # Started once; bootstrapped again until the answer named a broker.
+    assert (client.calls, client._client.bootstraps) == (1, 6)
