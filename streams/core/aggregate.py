@@ -60,6 +60,7 @@ from streams.core.money import (
     NARROW_SCALE,
     VALUE_SCALE,
     TooPrecise,
+    decimal_places,
     from_units,
     to_units,
     units_text,
@@ -169,12 +170,7 @@ TermsLookup = Callable[[str], CustomerTerms | None]
 
 def _price_scale(meters: Mapping[str, MeterRule]) -> int:
     """Most decimal places of any configured unit price (0 for whole prices)."""
-    places = 0
-    for rule in meters.values():
-        exponent = rule.unit_price_minor.as_tuple().exponent
-        if isinstance(exponent, int) and exponent < 0:
-            places = max(places, -exponent)
-    return places
+    return max((decimal_places(rule.unit_price_minor) for rule in meters.values()), default=0)
 
 
 class Aggregator:

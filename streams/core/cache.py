@@ -138,9 +138,8 @@ class BatchCache:
         """Keys under ``prefix`` as this batch sees them (store, plus writes, minus
         deletions), sorted; ``kind`` is the kind of every key under the prefix."""
         deleted = self.deleted
-        keys = {k for k in self.store.keys_with_prefix(prefix) if k not in deleted}
-        keys.update(k for k in self._dirty[kind] if k.startswith(prefix))
-        return sorted(keys)
+        return self._with_writes({k for k in self.store.keys_with_prefix(prefix)
+                                  if k not in deleted}, prefix, kind)
 
     def scan_values(self, prefix: str, kind: Kind, decode: Callable[[bytes], Any]
                     ) -> list[str]:
@@ -162,6 +161,11 @@ class BatchCache:
             found.add(key)
             if key not in values:
                 values[key] = decode(raw)
+        return self._with_writes(found, prefix, kind)
+
+    def _with_writes(self, found: set[str], prefix: str, kind: Kind) -> list[str]:
+        """``found`` (keys of the store under ``prefix``, less the batch's deletions) and
+        the keys of ``kind`` the batch wrote under it, sorted."""
         found.update(k for k in self._dirty[kind] if k.startswith(prefix))
         return sorted(found)
 

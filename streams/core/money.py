@@ -29,6 +29,7 @@ __all__ = [
     "VALUE_POW",
     "VALUE_SCALE",
     "TooPrecise",
+    "decimal_places",
     "format_decimal",
     "from_units",
     "parse_decimal",
@@ -204,14 +205,20 @@ def value_text(units: int, scale: int) -> str:
     return text
 
 
+def decimal_places(d: Decimal) -> int:
+    """The decimal places of a finite decimal as written (2 for ``1.50``, 0 for ``1E+3``):
+    the least scale at which :func:`to_units` takes it whole."""
+    exponent = d.as_tuple().exponent
+    if not isinstance(exponent, int):
+        raise ValueError(f"not a finite decimal: {str(d)[:40]!r}")
+    return -exponent if exponent < 0 else 0
+
+
 def text_places(text: str) -> int:
     """The decimal places of ``text``, a finite decimal in any notation ``Decimal`` reads:
     the least scale at which :func:`text_units` takes it whole."""
     if "e" in text or "E" in text:
-        exponent = Decimal(text).as_tuple().exponent
-        if not isinstance(exponent, int):
-            raise ValueError(f"not a finite decimal: {text[:40]!r}")
-        return -exponent if exponent < 0 else 0
+        return decimal_places(Decimal(text))
     dot = text.find(".")
     return 0 if dot < 0 else len(text) - dot - 1
 
