@@ -30,7 +30,8 @@ lives in streams.core.wire, which mypyc cannot compile).
 
 How the fast path stays exact: it accepts an event only when every field is in a shape the
 full rules accept outright: an ASCII printable id of 1..128 characters; a customer equal to
-the key, which already passed the full rule (the memo); a meter that already passed it; a
+the key, which passes the full rule (an ASCII printable key of 1..128 characters, or one in
+the memo of validated customers); a meter that already passed it (the memo); a
 value string in plain notation short enough that it cannot hold 16 significant digits, or
 an integer in range; an epoch ms integer in range or an RFC 3339 string. Where msgspec's
 JSON reading could differ from orjson's (escapes, invalid UTF-8, huge integers), the
@@ -83,10 +84,19 @@ def _plain(value: bytes) -> bool:
     return value.isascii() and value.find(b"\\") < 0 and value.find(b"\x7f") < 0
 
 
+def _valid_key(key: str) -> bool:
+    """Whether ``key`` passes the full customer rule (events._check_text_id): checked
+    outright for ASCII printable text of 1..MAX_ID_CHARS characters, else looked up in the
+    memo of validated customers. (The memo alone is bounded: a partition with more
+    customers than it holds would send most records the exact way.)"""
+    return (0 < len(key) <= MAX_ID_CHARS and key.isascii() and key.isprintable()) \
+        or key in _valid_customers
+
+
 def _typed(ev: WireEvent, key: str, index: int, plain: bool, pows: tuple[int, ...]
            ) -> EventTuple | None:
     """The event tuple of a decoded struct when every field is in a shape the full rules
-    accept outright (the caller has checked that ``key`` is a validated customer), else
+    accept outright (the caller has checked that ``key`` is a valid customer), else
     None. ``plain``: the record's strings are all printable ASCII (:func:`_plain`).
     ``pows``: :func:`~streams.core.money.unit_pows` of the scale (a value with more places
     than it has goes the exact way, which decides it)."""
@@ -141,7 +151,7 @@ def scan_record(value: bytes | None, key: str, scale: int = VALUE_SCALE
         decoded = decode_wire(value)
     except DecodeFailed:
         decoded = None
-    if decoded is not None and key in _valid_customers:
+    if decoded is not None and _valid_key(key):
         if isinstance(decoded, WireEvent):
             # (One event: checking its strings costs less than checking the record.)
             ev = _typed(decoded, key, 0, False, unit_pows(scale))
