@@ -61,6 +61,7 @@ from streams.core.events import (
     UsageEvent,
     _element_bytes,
     _kept,
+    _remember,
     _valid_customers,
     _valid_meters,
     decode_record,
@@ -85,12 +86,16 @@ def _plain(value: bytes) -> bool:
 
 
 def _valid_key(key: str) -> bool:
-    """Whether ``key`` passes the full customer rule (events._check_text_id): checked
-    outright for ASCII printable text of 1..MAX_ID_CHARS characters, else looked up in the
-    memo of validated customers. (The memo alone is bounded: a partition with more
-    customers than it holds would send most records the exact way.)"""
-    return (0 < len(key) <= MAX_ID_CHARS and key.isascii() and key.isprintable()) \
-        or key in _valid_customers
+    """Whether ``key`` passes the full customer rule (events._check_text_id): in the memo
+    of validated customers, or checked outright as ASCII printable text of 1..MAX_ID_CHARS
+    characters, and then remembered. (The memo is bounded: past it, a key that is not in it
+    any more is checked again, where it used to send its record the exact way.)"""
+    if key in _valid_customers:
+        return True
+    if 0 < len(key) <= MAX_ID_CHARS and key.isascii() and key.isprintable():
+        _remember(_valid_customers, key)
+        return True
+    return False
 
 
 def _typed(ev: WireEvent, key: str, index: int, plain: bool, pows: tuple[int, ...]
