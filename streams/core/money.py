@@ -21,12 +21,10 @@ from decimal import (
     Overflow,
     Rounded,
 )
-from typing import Final
 
 __all__ = [
     "EXACT",
     "NARROW_SCALE",
-    "VALUE_POW",
     "VALUE_SCALE",
     "TooPrecise",
     "decimal_places",
@@ -78,8 +76,6 @@ def unit_pows(scale: int) -> tuple[int, ...]:
 
 
 _UNIT_POWS: dict[int, tuple[int, ...]] = {}
-VALUE_POW: Final[tuple[int, ...]] = unit_pows(VALUE_SCALE)
-"""``unit_pows(VALUE_SCALE)``."""
 
 _PLAIN = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?", re.ASCII)
 

@@ -168,8 +168,7 @@ class CustomersReader:
     async def run(self) -> None:
         """Read forever (until cancelled); the consumer is closed on the way out."""
         consumer = self._consumer
-        await start_when_reachable(consumer, "customers reader",
-                                   self._servers)
+        await start_when_reachable(consumer, "customers reader", self._servers)
         try:
             tps = await partitions_of(consumer, self.topic)
             if not tps:
