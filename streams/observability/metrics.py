@@ -24,6 +24,7 @@ __all__ = [
     "OPEN_WINDOWS",
     "OWNED_PARTITIONS",
     "RESTORED_RECORDS",
+    "ROCKSDB_MEMORY",
     "ROCKSDB_SIZE",
     "STATE_WRITES",
     "SUMMARIES",
@@ -112,6 +113,13 @@ GAP_RECORDS = Counter(
 ROCKSDB_SIZE = Gauge(
     "meterstream_rocksdb_size_bytes",
     "Bytes on disk under this worker's state directory (RocksDB stores), sampled every 15 s.",
+)
+ROCKSDB_MEMORY = Gauge(
+    "meterstream_rocksdb_memory_bytes",
+    "RocksDB memory, sampled every 15 s. budget: WORKER__ROCKSDB_MEMORY_MB; cache: what "
+    "the shared block cache holds, the memtables charged to it included; memtables: the "
+    "memtables alone; table_readers: SST readers' own memory, outside the budget.",
+    ["kind"],
 )
 BATCH_DURATION = Histogram(
     "meterstream_batch_duration_seconds",

@@ -124,6 +124,8 @@ def build_app(settings: Settings) -> Components:
 
         size = await asyncio.to_thread(directory_size_bytes, w.state_dir)
         metrics.ROCKSDB_SIZE.set(size)
+        for kind, value in plane.rocksdb_memory().items():
+            metrics.ROCKSDB_MEMORY.labels(kind).set(value)
         plane.caught_up()
 
     return Components(app, plane, settings)

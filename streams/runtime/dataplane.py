@@ -251,6 +251,16 @@ class DataPlane:
         metrics.CAUGHT_UP.set(1 if ok else 0)
         return ok
 
+    def rocksdb_memory(self) -> dict[str, int]:
+        """RocksDB's memory now, by kind, for ``meterstream_rocksdb_memory_bytes``."""
+        memtables = readers = 0
+        for state in self._states.values():
+            m, r = state.memory_bytes()
+            memtables += m
+            readers += r
+        return {"budget": self.budget.memory_bytes, "cache": self.budget.cache_bytes(),
+                "memtables": memtables, "table_readers": readers}
+
     # -- the loop ----------------------------------------------------------------------
 
     async def _run(self) -> None:

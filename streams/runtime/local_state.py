@@ -65,6 +65,11 @@ class MemoryBudget:
         self.write_buffers = WriteBufferManager.new_write_buffer_manager_with_cache(
             self.memory_bytes // 2, False, self.cache)
 
+    def cache_bytes(self) -> int:
+        """Bytes the shared cache holds now: blocks, plus the memtables charged to it."""
+        usage: int = self.cache.get_usage()
+        return usage
+
     def options(self) -> Options:
         opts = Options(raw_mode=True)
         opts.create_if_missing(True)
@@ -162,6 +167,17 @@ class PartitionState:
         batch.put(_WRITTEN_MS, b"%d" % int(time.time() * 1000))
         self._db.write(batch)
         return n
+
+    def memory_bytes(self) -> tuple[int, int]:
+        """(memtables, table readers): RocksDB's own estimates of this database's memory.
+
+        The memtables are charged to the shared cache, so they are inside the budget. The
+        table readers' index and filter blocks are in the cache too; what this counts of
+        them is the readers' own memory, outside the budget.
+        """
+        prop = self._db.property_int_value
+        return (prop("rocksdb.size-all-mem-tables") or 0,
+                prop("rocksdb.estimate-table-readers-mem") or 0)
 
     def wipe(self) -> None:
         """Delete every record: the next restore starts from the changelog's beginning."""

@@ -120,6 +120,11 @@ async def test_prometheus_counts_every_event(kafka_bootstrap: str, tmp_path: Pat
         size = await _wait_for(base, "meterstream_rocksdb_size_bytes", lambda v: v > 0,
                                deadline + 30)
         assert size is not None and size > 0
+        budget = _scalar(base, 'meterstream_rocksdb_memory_bytes{kind="budget"}')
+        assert budget == 64 * 2**20, budget  # WORKER__ROCKSDB_MEMORY_MB's default
+        cache = _scalar(base, 'meterstream_rocksdb_memory_bytes{kind="cache"}')
+        memtables = _scalar(base, 'meterstream_rocksdb_memory_bytes{kind="memtables"}')
+        assert cache is not None and memtables is not None and 0 < memtables <= cache <= budget
     finally:
         prometheus.stop(timeout_s=30)
         env.stop_all()

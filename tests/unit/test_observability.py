@@ -47,6 +47,7 @@ DASHBOARD_MUST_SHOW = (
     "meterstream_sink_dlq_total",
     "meterstream_state_writes_total",
     "meterstream_rocksdb_size_bytes",
+    "meterstream_rocksdb_memory_bytes",
     "process_cpu_seconds_total",
     "process_resident_memory_bytes",
 )

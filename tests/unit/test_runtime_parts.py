@@ -73,6 +73,22 @@ def test_local_state_records_the_changelog_offset_with_the_writes(tmp_path: Path
     reopened.close()
 
 
+def test_memtables_are_charged_to_the_one_budget(tmp_path: Path) -> None:
+    budget = MemoryBudget(32)
+    a = PartitionState(tmp_path / "0", budget)
+    b = PartitionState(tmp_path / "1", budget)
+    assert budget.memory_bytes == 32 * 2**20
+    a.apply([(b"D|%06d" % i, b"x" * 100) for i in range(10_000)], 1)
+    b.apply([(b"D|%06d" % i, b"y" * 100) for i in range(5_000)], 1)
+    (mem_a, _), (mem_b, _) = a.memory_bytes(), b.memory_bytes()
+    assert mem_a > 1_000_000 and mem_b > 500_000  # about 110 bytes a record at least
+    # Both databases' memtables are in the one shared cache, and it holds no more than
+    # the budget.
+    assert mem_a + mem_b <= budget.cache_bytes() <= budget.memory_bytes
+    a.close()
+    b.close()
+
+
 def test_retried_aiokafka_errors_are_logged_as_warnings() -> None:
     f = RetriedErrorsAreWarnings()
     retried = logging.LogRecord("aiokafka.consumer.group_coordinator", logging.ERROR, "", 0,
