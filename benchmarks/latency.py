@@ -15,7 +15,10 @@ machine's clock.
 Every run is bounded: after the load ends the harness waits at most ``wait_s`` for the
 remaining alerts. Alerts still missing then are reported with a lower bound on their
 latency, together with the throughput the worker achieved while the load was offered
-(from its /metrics) and its backlog when the load ended.
+(from its /metrics), its backlog when the load ended, and how long after the load ended it
+had processed every event sent (``caught_up_after_load_ms``). A worker that keeps up has
+only what was in flight left then, and clears it within the latency bound; a backlog
+takes as long to clear as it took to grow.
 """
 
 from __future__ import annotations
@@ -158,6 +161,11 @@ async def run_one(bootstrap: str, workdir: Path, rate: int, p: LatencyParams,
         load_end_ms = int(time.time() * 1000)
         await asyncio.gather(*pending)
         processed_at_end = worker_events(port) - base_events
+        # How long after the load stopped the worker had processed every event sent: what
+        # was in flight then, or queued. "No backlog at the end" reads this figure.
+        caught_up = await wait_until(lambda: worker_events(port) - base_events >= sent,
+                                     p.wait_s, every_s=0.02)
+        caught_up_ms = int(time.time() * 1000) - load_end_ms if caught_up else None
         expected = sum(1 for n in per_cust.values() if n >= k)
         got = await wait_until(lambda: len(alerts) >= expected, p.wait_s, every_s=0.1)
         waited_until_ms = int(time.time() * 1000)
@@ -171,6 +179,7 @@ async def run_one(bootstrap: str, workdir: Path, rate: int, p: LatencyParams,
             "achieved_offered_rate": sent / load_s,
             "worker_rate_during_load": processed_at_end / load_s,
             "backlog_at_load_end": max(0, sent - int(processed_at_end)),
+            "caught_up_after_load_ms": caught_up_ms,
             "worker_processed_by_end_of_wait": int(processed_total),
             "wait_after_load_s": round(after_s, 2),
             "alerts_expected": expected,
