@@ -67,7 +67,7 @@ def _log(msg: str) -> None:
 
 
 async def _run(bootstrap: str, mode: Mode, parts: set[str], workdir: Path, profile: bool,
-               results: dict[str, Any]) -> None:
+               results: dict[str, Any], broker_pid: int | None = None) -> None:
     from benchmarks.drain import DrainParams, run_drain
     from benchmarks.latency import LatencyParams, run_latency
     from benchmarks.scale import ScaleParams, run_scale
@@ -81,7 +81,8 @@ async def _run(bootstrap: str, mode: Mode, parts: set[str], workdir: Path, profi
     if "latency" in parts:
         results["latency"] = await run_latency(bootstrap, workdir / "latency", LatencyParams(
             rates=mode.latency_rates, duration_s=mode.latency_duration_s,
-            wait_s=mode.latency_wait_s, warm_up_s=mode.latency_warm_up_s), log=_log)
+            wait_s=mode.latency_wait_s, warm_up_s=mode.latency_warm_up_s), log=_log,
+            broker_pid=broker_pid)
     if "scale" in parts:
         results["scale"] = await run_scale(bootstrap, workdir / "scale", ScaleParams(
             customers=mode.scale_customers, build_timeout_s=mode.scale_build_timeout_s,
@@ -149,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      "startup_s": kafka.startup_s, "quick_jit": False}
                 _log(f"broker {kafka.version} up at {kafka.bootstrap_servers}")
                 asyncio.run(_run(kafka.bootstrap_servers, mode, broker_parts, workdir,
-                                 args.profile, results))
+                                 args.profile, results, broker_pid=kafka.pid))
     finally:
         results["elapsed_s"] = round(time.monotonic() - began, 1)
         results["loadavg_at_end"] = list(os.getloadavg())

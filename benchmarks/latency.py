@@ -1,7 +1,11 @@
 """Alert latency: from an event's produce time to its alert on usage.alerts.
 
 For each offered load a fresh pipeline (topics, one worker) is started and warmed up.
-Then a paced producer offers single-event records for ``duration_s`` seconds. Customers
+Then a paced producer offers single-event records for ``duration_s`` seconds: the producer
+SDK compute workers use (``UsageProducer``, unpacked, 5 ms linger), so the load costs the
+machine what the real producers' load would, not the per-message ``send`` of a bare
+aiokafka producer (0.85 of a core for 50,000 events/s with the alerts tail, against 0.5
+with the SDK; on two cores that is taken from the worker). Customers
 come in a rolling group of ``group`` at a time and each receives ``per_customer``
 events priced so that the last one crosses the spend threshold (10 USD), so alerts are
 spread evenly over the run. Each event's ``timestamp`` is its produce time (the
@@ -18,15 +22,18 @@ latency, together with the throughput the worker achieved while the load was off
 (from its /metrics), its backlog when the load ended, and how long after the load ended it
 had processed every event sent (``caught_up_after_load_ms``). A worker that keeps up has
 only what was in flight left then, and clears it within the latency bound; a backlog
-takes as long to clear as it took to grow.
+takes as long to clear as it took to grow. The CPU the worker, the broker and this
+harness (the load and the alerts tail) each took during the load is recorded too, in
+cores: on a 2-core machine, what the worker keeps up with depends on what the others
+leave it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import resource
 import time
-from collections import deque
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -45,7 +52,7 @@ from benchmarks.common import (
     worker_ready,
 )
 from streams.kafka.local.process import free_ports
-from streams.loadgen.cli import make_producer
+from streams.sdk.producer import UsageProducer
 from streams.testing.pipeline import PipelineEnv
 
 THRESHOLD_MINOR = "1000"  # 10 USD
@@ -104,7 +111,7 @@ async def _tail_alerts(bootstrap: str, topic: str, out: dict[str, tuple[int, int
 
 
 async def run_one(bootstrap: str, workdir: Path, rate: int, p: LatencyParams,
-                  log: Any = print) -> dict[str, Any]:
+                  log: Any = print, broker_pid: int | None = None) -> dict[str, Any]:
     env = PipelineEnv(bootstrap, workdir / f"rate{rate}", partitions=PARTITIONS,
                       window_s=60, grace_s=5, idle_close_after_s=1,
                       extra_env={"METERSTREAM_AGGREGATOR__THRESHOLDS_MINOR":
@@ -119,25 +126,23 @@ async def run_one(bootstrap: str, workdir: Path, rate: int, p: LatencyParams,
     stop, tail_ready = asyncio.Event(), asyncio.Event()
     tail = asyncio.create_task(_tail_alerts(bootstrap, settings.topics.alerts, alerts,
                                             tail_ready, stop))
-    producer = make_producer(settings, linger_ms=5)
+    producer = UsageProducer.from_settings(settings, spool_dir=env.workdir / "spool",
+                                           pack=False, linger_ms=5)
     await producer.start()
-    topic = settings.topics.events
     result: dict[str, Any] = {"offered_rate": rate, "duration_s": p.duration_s,
                               "log_append_time": log_append}
     try:
         ready = await wait_until(lambda: worker_ready(port), 90, every_s=0.25)
         if not ready:
             raise RuntimeError(f"worker not ready after 90 s (log: {worker.log_path})")
-        now = int(time.time() * 1000)
-        await (await producer.send(topic, key=b"warmup", value=orjson.dumps(
-            {"id": "warmup", "customer": "warmup", "meter": "cpu_seconds", "value": "1",
-             "timestamp": now})))
+        await producer.report("warmup", "cpu_seconds", "1", id="warmup")
+        await producer.flush()
         await wait_until(lambda: worker_events(port) >= 1, 60, every_s=0.2)
         await tail_ready.wait()
         base_events = worker_events(port)
         per_cust: dict[str, int] = {}
         sent = 0
-        pending: deque[asyncio.Future[Any]] = deque()
+        cpu = _CpuMeter(worker.proc.pid, broker_pid)
         began = time.monotonic()
         end_at = began + p.duration_s
         g, k = p.group, p.per_customer
@@ -147,19 +152,15 @@ async def run_one(bootstrap: str, workdir: Path, rate: int, p: LatencyParams,
             # cannot keep up must not stretch the run past its duration.
             while sent < due and (sent % 100 or time.monotonic() < end_at):
                 c = f"r{rate}-c{(sent % g) + g * (sent // (g * k))}"
-                ts = int(time.time() * 1000)
-                body = orjson.dumps({"id": f"l{rate}-{sent}", "customer": c,
-                                     "meter": "gpu_seconds", "value": VALUE, "timestamp": ts})
-                pending.append(await producer.send(topic, key=c.encode(), value=body,
-                                                   timestamp_ms=ts))
+                await producer.report(c, "gpu_seconds", VALUE, id=f"l{rate}-{sent}",
+                                      timestamp=int(time.time() * 1000))
                 per_cust[c] = per_cust.get(c, 0) + 1
                 sent += 1
-                while pending and pending[0].done():
-                    pending.popleft().result()
             await asyncio.sleep(0.0005)
         load_s = time.monotonic() - began
         load_end_ms = int(time.time() * 1000)
-        await asyncio.gather(*pending)
+        cores = cpu.cores()
+        await producer.flush()
         processed_at_end = worker_events(port) - base_events
         # How long after the load stopped the worker had processed every event sent: what
         # was in flight then, or queued. "No backlog at the end" reads this figure.
@@ -198,18 +199,54 @@ async def run_one(bootstrap: str, workdir: Path, rate: int, p: LatencyParams,
                                                                  alerts.values())
                                else "CreateTime" if alerts else None),
             "worker_rss_bytes": rss.get("VmRSS"),
+            # CPU during the load, in cores (CPU seconds / load seconds); None where /proc
+            # has no figure.
+            "cpu_cores_during_load": cores,
             "series": _series(alerts),
         })
         log(f"latency: {rate}/s offered ({result['achieved_offered_rate']:,.0f} achieved), "
-            f"worker {result['worker_rate_during_load']:,.0f}/s, "
+            f"worker {result['worker_rate_during_load']:,.0f}/s, cores {cores}, "
             f"alerts {len(alerts)}/{expected}, p50 {result['p50_ms']} p99 {result['p99_ms']} "
             f"max {result['max_ms']} ms")
     finally:
         stop.set()
-        await producer.stop()
+        await producer.close()
         await tail
         worker.stop(timeout_s=30)
     return result
+
+
+def _proc_cpu_s(pid: int | None) -> float | None:
+    """User + system CPU seconds of a process so far (from /proc), or None."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class _CpuMeter:
+    """The CPU the worker, the broker and this process take from now to :meth:`cores`."""
+
+    def __init__(self, worker_pid: int, broker_pid: int | None) -> None:
+        self._pids = {"worker": worker_pid, "broker": broker_pid}
+        self._start = {name: _proc_cpu_s(pid) for name, pid in self._pids.items()}
+        self._self = resource.getrusage(resource.RUSAGE_SELF)
+        self._t = time.monotonic()
+
+    def cores(self) -> dict[str, float | None]:
+        wall = time.monotonic() - self._t
+        out: dict[str, float | None] = {}
+        for name, pid in self._pids.items():
+            before, after = self._start[name], _proc_cpu_s(pid)
+            out[name] = (None if before is None or after is None
+                         else round((after - before) / wall, 2))
+        now = resource.getrusage(resource.RUSAGE_SELF)
+        used = (now.ru_utime - self._self.ru_utime) + (now.ru_stime - self._self.ru_stime)
+        out["harness"] = round(used / wall, 2)
+        return out
 
 
 def _series(alerts: dict[str, tuple[int, int, int]], points: int = 400) -> list[list[float]]:
@@ -223,15 +260,16 @@ def _series(alerts: dict[str, tuple[int, int, int]], points: int = 400) -> list[
 
 
 async def run_latency(bootstrap: str, workdir: Path, p: LatencyParams,
-                      log: Any = print) -> dict[str, Any]:
+                      log: Any = print, broker_pid: int | None = None) -> dict[str, Any]:
+    """Every rate of ``p``; ``broker_pid`` (a broker on this machine) adds its CPU."""
     runs = []
     if p.warm_up_s > 0:
         warm = await run_one(bootstrap, workdir / "warm-up", WARM_UP_RATE,
-                             replace(p, duration_s=p.warm_up_s), log)
+                             replace(p, duration_s=p.warm_up_s), log, broker_pid)
         log(f"latency: warm-up done (p99 {warm.get('p99_ms')} ms, not reported)")
     for rate in p.rates:
         try:
-            runs.append(await run_one(bootstrap, workdir, rate, p, log))
+            runs.append(await run_one(bootstrap, workdir, rate, p, log, broker_pid))
         except Exception as exc:  # one load failing must not hide the others' figures
             log(f"latency: {rate}/s failed: {exc!r}")
             runs.append({"offered_rate": rate, "error": repr(exc)})

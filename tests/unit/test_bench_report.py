@@ -166,3 +166,20 @@ def test_core_section_goals_and_plot(tmp_path: Path) -> None:
     assert "| single | core_rocksdict | 100,000 | 0.250 | n/a |" in markdown(results)
     write(results, tmp_path)
     assert (tmp_path / "core.png").exists()
+
+
+def test_cpu_meter_reads_cores_from_proc() -> None:
+    import os
+    import time
+
+    from benchmarks.latency import _CpuMeter
+
+    meter = _CpuMeter(os.getpid(), None)
+    deadline = time.process_time() + 0.2
+    while time.process_time() < deadline:  # this process busy for 0.2 CPU s
+        pass
+    cores = meter.cores()
+    assert cores["broker"] is None  # no broker pid given: no figure, not a zero
+    worker, harness = cores["worker"], cores["harness"]
+    assert worker is not None and 0.5 < worker <= 1.2  # the same process, read from /proc
+    assert 0.5 < harness <= 1.2
