@@ -12,6 +12,16 @@ a trim, 143 MiB with one; docs/architecture.md has the table.
 arena, in a thread (ctypes releases the GIL; glibc locks its arenas), on a timer of the
 app (:mod:`streams.runtime.app`). On a C library other than glibc (musl, macOS) it does
 nothing.
+
+A trim returns only whole free pages, and a page that one small live block shares with
+freed buffers stays. So it first fixes glibc's mmap threshold (``mallopt``), which also
+turns off its rise: every block of MMAP_THRESHOLD_BYTES or more is then mapped on its own
+and unmapped when freed, and never leaves holes in the heap for small long-lived blocks to
+pin. Measured with the scale benchmark's build, no restarts, RSS 20 s after it (10,000 ->
+1,000,000 customers): glibc's rising threshold 114.3 -> 149.5 MiB (1.31x); fixed at 1 MiB
+118 -> 128 MiB (1.08x), the build at 22,875 events/s against 23,000-26,500; fixed at
+128 KiB 117 -> 121 MiB, but the build slowed to 14,842 events/s (every buffer of a few
+hundred KiB mapped and faulted in anew).
 """
 
 from __future__ import annotations
@@ -29,26 +39,55 @@ log = logging.getLogger(__name__)
 # Often enough that a drained backlog's buffers go back within a second; each trim costs a
 # walk of the heap's free lists (a millisecond or two here), off the event loop.
 TRIM_EVERY_S = 1.0
+# glibc's M_MMAP_THRESHOLD parameter of mallopt (malloc.h), and the threshold it is set to.
+_M_MMAP_THRESHOLD = -3
+MMAP_THRESHOLD_BYTES = 1024 * 1024
 
 
-def _glibc_malloc_trim() -> Callable[[int], int] | None:
+def _glibc() -> ctypes.CDLL | None:
     if platform.libc_ver()[0] != "glibc":
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def _glibc_malloc_trim(libc: ctypes.CDLL | None) -> Callable[[int], int] | None:
+    try:
+        trim = libc.malloc_trim if libc is not None else None
+    except AttributeError:
+        return None
+    if trim is None:
         return None
     trim.argtypes = [ctypes.c_size_t]
     trim.restype = ctypes.c_int
     return trim
 
 
-class HeapTrimmer:
-    """Returns free heap memory to the system; a no-op where malloc_trim is missing."""
+def _fix_mmap_threshold(libc: ctypes.CDLL | None, threshold: int) -> bool:
+    """Fix glibc's mmap threshold at ``threshold`` bytes (no longer rising); True if set."""
+    try:
+        mallopt = libc.mallopt if libc is not None else None
+    except AttributeError:
+        return False
+    if mallopt is None:
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
 
-    def __init__(self) -> None:
-        self._trim = _glibc_malloc_trim()
+
+class HeapTrimmer:
+    """Returns free heap memory to the system; a no-op where malloc_trim is missing.
+
+    Made once a process, at start: it fixes the mmap threshold (module docstring).
+    """
+
+    def __init__(self, mmap_threshold: int = MMAP_THRESHOLD_BYTES) -> None:
+        libc = _glibc()
+        self._trim = _glibc_malloc_trim(libc)
+        self.mmap_threshold_fixed = _fix_mmap_threshold(libc, mmap_threshold)
         if self._trim is None:
             log.info("not on glibc: freed heap memory is left to the C library")
 

@@ -40,3 +40,22 @@ def test_no_trim_without_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
     trimmer = HeapTrimmer()
     assert not trimmer.available
     assert trimmer.trim() is False
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
+def test_large_blocks_go_back_when_freed_without_a_trim() -> None:
+    trimmer = HeapTrimmer()
+    assert trimmer.mmap_threshold_fixed
+    threshold = heap.MMAP_THRESHOLD_BYTES
+    # A large block freed: glibc's default would raise its mmap threshold to this size,
+    # serve the blocks below from the heap, and keep them there once freed, held by the
+    # small live blocks between them (0 bytes returned without the fixed threshold).
+    big = bytearray(8 * threshold)
+    del big
+    pairs = [(bytearray(2 * threshold), bytearray(4096)) for _ in range(48)]
+    pins = [pin for _block, pin in pairs]
+    held = _rss_anon_bytes()
+    del pairs
+    returned = held - _rss_anon_bytes()
+    assert returned > 64 * 2**20  # at once, no trim: each large block was mapped alone
+    assert len(pins) == 48
