@@ -19,7 +19,7 @@ turns off its rise: every block of MMAP_THRESHOLD_BYTES or more is then mapped o
 and unmapped when freed, and never leaves holes in the heap for small long-lived blocks to
 pin. Measured with the scale benchmark's build, no restarts, RSS 20 s after it (10,000 ->
 1,000,000 customers): glibc's rising threshold 114.3 -> 149.5 MiB (1.31x); fixed at 1 MiB
-118 -> 128 MiB (1.08x), the build at 22,875 events/s against 23,000-26,500; fixed at
+118 -> 128 MiB (1.08x), the build at 22,875 events/s against 23,085-26,496; fixed at
 128 KiB 117 -> 121 MiB, but the build slowed to 14,842 events/s (every buffer of a few
 hundred KiB mapped and faulted in anew).
 """
@@ -31,6 +31,7 @@ import ctypes.util
 import logging
 import platform
 from collections.abc import Callable
+from typing import Any
 
 __all__ = ["TRIM_EVERY_S", "HeapTrimmer"]
 
@@ -53,29 +54,13 @@ def _glibc() -> ctypes.CDLL | None:
         return None
 
 
-def _glibc_malloc_trim(libc: ctypes.CDLL | None) -> Callable[[int], int] | None:
-    try:
-        trim = libc.malloc_trim if libc is not None else None
-    except AttributeError:
-        return None
-    if trim is None:
-        return None
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
-    return trim
-
-
-def _fix_mmap_threshold(libc: ctypes.CDLL | None, threshold: int) -> bool:
-    """Fix glibc's mmap threshold at ``threshold`` bytes (no longer rising); True if set."""
-    try:
-        mallopt = libc.mallopt if libc is not None else None
-    except AttributeError:
-        return False
-    if mallopt is None:
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
+def _libc_function(libc: ctypes.CDLL | None, name: str, argtypes: list[Any]) -> Any:
+    """The C library's function ``name`` returning int, or None where it is missing."""
+    function = getattr(libc, name, None) if libc is not None else None
+    if function is not None:
+        function.argtypes = argtypes
+        function.restype = ctypes.c_int
+    return function
 
 
 class HeapTrimmer:
@@ -86,8 +71,11 @@ class HeapTrimmer:
 
     def __init__(self, mmap_threshold: int = MMAP_THRESHOLD_BYTES) -> None:
         libc = _glibc()
-        self._trim = _glibc_malloc_trim(libc)
-        self.mmap_threshold_fixed = _fix_mmap_threshold(libc, mmap_threshold)
+        self._trim: Callable[[int], int] | None = _libc_function(
+            libc, "malloc_trim", [ctypes.c_size_t])
+        mallopt = _libc_function(libc, "mallopt", [ctypes.c_int, ctypes.c_int])
+        self.mmap_threshold_fixed = mallopt is not None and bool(
+            mallopt(_M_MMAP_THRESHOLD, mmap_threshold))
         if self._trim is None:
             log.info("not on glibc: freed heap memory is left to the C library")
 
