@@ -9,8 +9,8 @@ with the SDK; on two cores that is taken from the worker). Customers
 come in a rolling group of ``group`` at a time and each receives ``per_customer``
 events priced so that the last one crosses the spend threshold (10 USD), so alerts are
 spread evenly over the run. Each event's ``timestamp`` is its produce time (the
-producer's wall clock when it calls send; the record's CreateTime is set to the same
-value), and the alert carries it back as ``crossed_at_event_ms``.
+wall clock when the harness reports it; the SDK stamps the record's CreateTime when it
+appends it, microseconds later), and the alert carries it back as ``crossed_at_event_ms``.
 
 The alerts topic is switched to ``LogAppendTime``, so the alert's time is when the broker
 appended it: latency = alert append time - crossing event's produce time, both on this
