@@ -95,12 +95,8 @@ MEANINGS: dict[str, str] = {
     "AGGREGATOR__CURRENCY": "ISO code, lower case",
     "AGGREGATOR__THRESHOLDS_MINOR": "default spend thresholds, minor units per billing "
                                     "period",
-    "AGGREGATOR__BATCH_MAX_EVENTS": "most events a round takes from the stream (every "
-                                    "partition's batch together); a full round starts "
-                                    "at once",
-    "AGGREGATOR__BATCH_MAX_MS": "longest a round waits to fill, from the previous round's "
-                                "start: each partition commits a transaction at most "
-                                "this often unless the round is full",
+    "AGGREGATOR__BATCH_MAX_EVENTS": "largest batch taken from the stream",
+    "AGGREGATOR__BATCH_MAX_MS": "longest wait to fill a batch",
     "STRIPE__MODE": "`v1`, `v2` (meter event stream) or `dry-run` (writes the requests to "
                     "`STRIPE__DRY_RUN_PATH`); changes only when set",
     "STRIPE__API_KEY": "secret; `sk_test_…`, `sk_live_…`, `rk_…`; v1 and v2 only",

@@ -1,13 +1,11 @@
 """The worker's data plane: batches from Kafka, through the core, committed per partition.
 
 One aiokafka consumer in the worker group (static membership: ``group.instance.id`` is the
-worker's instance id) fetches the events topic in batches (``getmany``), in rounds: one
-starts once a batch of events is fetched or an interval after the previous one
-(:func:`fill_round`). Each round hands every partition's records to
-:func:`~streams.runtime.checkpoint.commit_batch`, which runs the core and commits the
-partition's outputs, changelog and input offset in one Kafka transaction, then its local
-RocksDB state. Partitions of a round commit concurrently; a partition's next batch starts
-after its previous one committed.
+worker's instance id) fetches the events topic in batches (``getmany``). Each round hands
+every partition's records to :func:`~streams.runtime.checkpoint.commit_batch`, which runs
+the core and commits the partition's outputs, changelog and input offset in one Kafka
+transaction, then its local RocksDB state. Partitions of a round commit concurrently;
+a partition's next batch starts after its previous one committed.
 
 Partition lifecycle (all under one lock, so a rebalance waits for the round in progress):
 
@@ -37,7 +35,7 @@ import gc
 import logging
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +61,7 @@ from streams.runtime.records import TICK_HEADER, source_record_from_kafka
 from streams.runtime.restore import restore
 from streams.util.backoff import Backoff
 
-__all__ = ["EXIT_DATA_PLANE_FAILED", "DataPlane", "fill_round", "settle_collector"]
+__all__ = ["EXIT_DATA_PLANE_FAILED", "DataPlane", "settle_collector"]
 
 log = logging.getLogger(__name__)
 
@@ -76,40 +74,11 @@ _RESET_BACKOFF = Backoff(base_s=0.5, cap_s=5.0, jitter=False)
 _GC_GEN0_THRESHOLD = 50_000
 # aiokafka fetches a partition again only once its buffer is drained, so what getmany
 # returns after a round was fetched when that round began: records that arrived during the
-# round would wait for the whole next round too. A last, short poll before a round takes
+# round would wait for the whole next round too. A second, short poll right after takes
 # what the fetch sent when the buffer drained has brought back (one round trip). A rebalance
-# between two polls may join records from before and after a seek; the core skips every
+# between the two polls may join records from before and after a seek; the core skips every
 # record at or below a partition's applied offset, so the joined batch applies each once.
 _FRESH_POLL_MS = 5
-
-
-async def fill_round(
-    poll: Callable[..., Awaitable[dict[TopicPartition, list[Any]]]],
-    fetched: dict[TopicPartition, list[Any]], *, max_events: int, until: float,
-    stopping: Callable[[], bool] = lambda: False,
-    clock: Callable[[], float] = time.monotonic,
-) -> None:
-    """Poll into ``fetched`` (a round's records so far) until it holds ``max_events`` or
-    the clock reaches ``until``; the last poll waits at most ``_FRESH_POLL_MS``.
-
-    The data plane's rounds: one starts once ``AGGREGATOR__BATCH_MAX_EVENTS`` events are
-    fetched, or ``AGGREGATOR__BATCH_MAX_MS`` after the previous one started (``until``).
-    Every round commits one Kafka transaction per partition it holds records of, and a
-    transaction costs the worker and the broker round trips whatever its size: under a
-    steady load the interval, not the load, then sets how many there are, and no event
-    waits longer than it for its round. A backlog fills a round at once, and an event
-    after a quiet spell (``until`` long past) starts its round after one short poll.
-    """
-    count = sum(len(m) for m in fetched.values())
-    while count < max_events and not stopping():
-        left_ms = (until - clock()) * 1000
-        more = await poll(timeout_ms=max(left_ms, _FRESH_POLL_MS),
-                          max_records=max_events - count)
-        for tp, msgs in more.items():
-            fetched.setdefault(tp, []).extend(msgs)
-            count += len(msgs)
-        if left_ms <= _FRESH_POLL_MS:
-            return  # that was the round's last, short poll
 
 
 def settle_collector() -> None:
@@ -297,16 +266,17 @@ class DataPlane:
     async def _run(self) -> None:
         consumer = self._consumer
         assert consumer is not None
-        began = -1e9
         while not self._stopping:
             fetched = await consumer.getmany(timeout_ms=self._batch_max_ms,
                                              max_records=self._batch_max_events)
+            if fetched:
+                room = self._batch_max_events - sum(len(m) for m in fetched.values())
+                if room > 0:
+                    fresh = await consumer.getmany(timeout_ms=_FRESH_POLL_MS, max_records=room)
+                    for tp, msgs in fresh.items():
+                        fetched.setdefault(tp, []).extend(msgs)
             if not fetched:
                 continue
-            await fill_round(consumer.getmany, fetched, max_events=self._batch_max_events,
-                             until=began + self._batch_max_ms / 1000,
-                             stopping=lambda: self._stopping)
-            began = time.monotonic()
             async with self._lock:
                 if self.stopping:
                     return
