@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import resource
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -231,9 +230,8 @@ class _CpuMeter:
     """The CPU the worker, the broker and this process take from now to :meth:`cores`."""
 
     def __init__(self, worker_pid: int, broker_pid: int | None) -> None:
-        self._pids = {"worker": worker_pid, "broker": broker_pid}
+        self._pids = {"worker": worker_pid, "broker": broker_pid, "harness": os.getpid()}
         self._start = {name: _proc_cpu_s(pid) for name, pid in self._pids.items()}
-        self._self = resource.getrusage(resource.RUSAGE_SELF)
         self._t = time.monotonic()
 
     def cores(self) -> dict[str, float | None]:
@@ -243,9 +241,6 @@ class _CpuMeter:
             before, after = self._start[name], _proc_cpu_s(pid)
             out[name] = (None if before is None or after is None
                          else round((after - before) / wall, 2))
-        now = resource.getrusage(resource.RUSAGE_SELF)
-        used = (now.ru_utime - self._self.ru_utime) + (now.ru_stime - self._self.ru_stime)
-        out["harness"] = round(used / wall, 2)
         return out
 
 
