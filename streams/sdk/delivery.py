@@ -275,9 +275,11 @@ class Delivery:
             self._inflight[batch] = None
             batch.sent_at = time.monotonic()
             try:
-                future = await asyncio.wait_for(
-                    kafka.send_batch(batch.builder, self.topic, partition=batch.partition),
-                    self.unreachable_after_s)
+                # asyncio.timeout, not wait_for: wait_for wraps the call in a task of its
+                # own, a few more loop callbacks a batch for a call that rarely waits.
+                async with asyncio.timeout(self.unreachable_after_s):
+                    future = await kafka.send_batch(batch.builder, self.topic,
+                                                    partition=batch.partition)
             except Exception as exc:  # (any failure: spool, never drop)
                 self._settle(batch, exc)
                 continue

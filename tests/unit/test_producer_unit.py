@@ -252,7 +252,9 @@ class FakeBuilder:
 
 class FakeBroker:
     """``up``: acknowledges at once; ``down``: refuses connections and sends; ``hang``:
-    accepts batches but acknowledges nothing until :meth:`release` or :meth:`fail`."""
+    accepts batches but acknowledges nothing until :meth:`release` or :meth:`fail`;
+    ``stall``: ``send_batch`` itself does not return while stalled (aiokafka waiting for
+    room in its queue), then takes the batch as the state then says."""
 
     def __init__(self, state: str = "up", partitions: int = 3) -> None:
         self.state = state
@@ -308,6 +310,8 @@ class FakeClient:
     async def send_batch(self, batch: FakeBuilder, topic: str, *, partition: int
                          ) -> asyncio.Future[None]:
         broker = self.broker
+        while broker.state == "stall":
+            await asyncio.sleep(0.01)
         if broker.state == "down":
             raise KafkaTimeoutError()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -404,6 +408,23 @@ async def test_in_flight_batches_are_rescued_without_duplicates(
             broker.release()  # Kafka had them after all: replay must skip them
         else:
             broker.fail()  # they are lost in Kafka: replay sends the rescued copies
+        await _until(lambda: not producer.spooling)
+    _assert_exactly_once_in_order(broker, ids)
+
+
+async def test_a_send_that_does_not_return_is_spooled_then_delivered_once(
+    tmp_path: Path,
+) -> None:
+    broker = FakeBroker()
+    async with _producer(broker, tmp_path) as producer:
+        ids = await _report(producer, 100)
+        await producer.flush()
+        broker.state = "stall"
+        ids += await _report(producer, 200, 100)
+        await _until(lambda: producer.spooling)  # no acknowledgement within 0.2 s
+        await producer.flush()  # durable in the spool
+        assert not broker.pending
+        broker.state = "up"
         await _until(lambda: not producer.spooling)
     _assert_exactly_once_in_order(broker, ids)
 
