@@ -262,6 +262,14 @@ class FakeBroker:
         self.log: list[tuple[int, bytes, bytes]] = []
         self.pending: list[tuple[asyncio.Future[None], int, list[tuple[bytes, bytes]]]] = []
         self.ack_budget: int | None = None  # acknowledge this many batches, then hang
+        self.unstalled = asyncio.Event()  # set by leaving ``stall`` (:meth:`set_state`)
+
+    def set_state(self, state: str) -> None:
+        self.state = state
+        if state == "stall":
+            self.unstalled.clear()
+        else:
+            self.unstalled.set()
 
     def client(self, **options: Any) -> FakeClient:
         assert options["enable_idempotence"] is True and options["acks"] == "all"
@@ -310,8 +318,8 @@ class FakeClient:
     async def send_batch(self, batch: FakeBuilder, topic: str, *, partition: int
                          ) -> asyncio.Future[None]:
         broker = self.broker
-        while broker.state == "stall":
-            await asyncio.sleep(0.01)
+        if broker.state == "stall":
+            await broker.unstalled.wait()
         if broker.state == "down":
             raise KafkaTimeoutError()
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -419,12 +427,12 @@ async def test_a_send_that_does_not_return_is_spooled_then_delivered_once(
     async with _producer(broker, tmp_path) as producer:
         ids = await _report(producer, 100)
         await producer.flush()
-        broker.state = "stall"
+        broker.set_state("stall")
         ids += await _report(producer, 200, 100)
         await _until(lambda: producer.spooling)  # no acknowledgement within 0.2 s
         await producer.flush()  # durable in the spool
         assert not broker.pending
-        broker.state = "up"
+        broker.set_state("up")
         await _until(lambda: not producer.spooling)
     _assert_exactly_once_in_order(broker, ids)
 
