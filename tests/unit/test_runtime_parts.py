@@ -7,10 +7,16 @@ from pathlib import Path
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from rocksdict import Rdict
 
 from streams.observability.logs import RetriedErrorsAreWarnings
 from streams.runtime.assignor import plan_assignment
-from streams.runtime.local_state import MULTI_GET_CHUNK, MemoryBudget, PartitionState
+from streams.runtime.local_state import (
+    MULTI_GET_CHUNK,
+    SST_BLOOM_BITS_PER_KEY,
+    MemoryBudget,
+    PartitionState,
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -87,6 +93,20 @@ def test_memtables_are_charged_to_the_one_budget(tmp_path: Path) -> None:
     assert mem_a + mem_b <= budget.cache_bytes() <= budget.memory_bytes
     a.close()
     b.close()
+
+
+def test_every_sst_carries_a_whole_key_bloom_filter(tmp_path: Path) -> None:
+    db = Rdict(str(tmp_path / "0"), MemoryBudget(16).options())
+    for i in range(2_000):
+        db[b"D|%06d" % i] = b"x"
+    db.flush()
+    props = dict(part.strip().split("=", 1) for part in
+                 db.property_value("rocksdb.aggregated-table-properties").split(";")
+                 if "=" in part)
+    db.close()
+    assert int(props["# entries for filter"]) == 2_000  # every key, whole
+    filter_bits = int(props["filter block size"]) * 8
+    assert 0.9 * SST_BLOOM_BITS_PER_KEY <= filter_bits / 2_000 <= 1.2 * SST_BLOOM_BITS_PER_KEY
 
 
 def test_retried_aiokafka_errors_are_logged_as_warnings() -> None:
