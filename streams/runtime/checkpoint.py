@@ -8,7 +8,7 @@
    app id and the partition, so only the partition's current owner can commit one).
 3. **produce** the outputs (summaries, alerts, dead letters, each to its topic, keyed by
    customer) and the state changelog records (the core's writes, in their order, to the
-   same partition of the changelog topic).
+   same partition of the changelog topic), and wait for the broker's answers.
 4. **offsets**: the input position (last record + 1) joins the transaction, for the
    worker's consumer group.
 5. **commit**: outputs, changelog and input position become visible together to every
@@ -89,6 +89,11 @@ async def commit_batch(
             acks.append(await txn.send(topic, out, partition=None))
     changelog_ack = await txn.send(topics.changelog, changelog,
                                    partition=partition)
+    # The offsets join only once the broker has answered the sends. Joining them adds the
+    # group's offsets partition to the transaction, and a produce request the broker
+    # verifies meanwhile (KIP-890) finds the transaction mid-change: it is refused as
+    # NOT_ENOUGH_REPLICAS (KAFKA-15459) and retried, a round trip and a backoff later.
+    await txn.flush()
     # 4. offsets
     await txn.send_offset(topics.events, partition, records[-1].offset + 1, topics.group_id)
     # 5. commit (it waits for every send; one that failed fails the commit)

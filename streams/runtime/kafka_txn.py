@@ -197,6 +197,9 @@ class PartitionProducer:
         future.add_done_callback(_retrieve)
         futures.append(future)
 
+    async def flush(self) -> None:
+        await self._call(self._producer.flush)
+
     async def send_offset(self, topic: str, partition: int, next_offset: int,
                           group_id: str) -> None:
         offsets = {TopicPartition(topic, partition): next_offset}

@@ -37,6 +37,11 @@ class Transaction(Protocol):
         key. The awaitable gives the offset of the last record once the broker has it."""
         ...
 
+    async def flush(self) -> None:
+        """Return once the broker has answered every send so far (acknowledged or failed:
+        a failed send fails the commit)."""
+        ...
+
     async def send_offset(self, topic: str, partition: int, next_offset: int,
                           group_id: str) -> None:
         """Commit ``next_offset`` of the input partition for ``group_id`` in the transaction."""

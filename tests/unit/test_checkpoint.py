@@ -97,6 +97,9 @@ class FakeTxn:
 
         return _Later(last_offset)
 
+    async def flush(self) -> None:
+        self._check("flush")
+
     async def send_offset(self, topic: str, partition: int, next_offset: int,
                           group_id: str) -> None:
         self._check("offsets")
@@ -185,8 +188,8 @@ def test_one_batch_runs_its_steps_in_the_stated_order() -> None:
     assert result.summaries and result.alerts and result.dead_letters
     assert broker.journal[0] == "read"
     steps = [s for s in broker.journal if s != "read"]
-    assert steps == ["begin", "send:sum", "send:al", "send:dlq", "send:cl", "offsets",
-                     "commit", "local"]
+    assert steps == ["begin", "send:sum", "send:al", "send:dlq", "send:cl", "flush",
+                     "offsets", "commit", "local"]
     assert broker.offsets["g"] == 3
     # Local state reaches exactly the end of the changelog, and holds the same records.
     changelog = broker.log("cl")
@@ -196,7 +199,8 @@ def test_one_batch_runs_its_steps_in_the_stated_order() -> None:
     assert replayed.data == local.mem.data
 
 
-@pytest.mark.parametrize("step", ["begin", "send:sum", "send:cl", "offsets", "commit"])
+@pytest.mark.parametrize("step", ["begin", "send:sum", "send:cl", "flush", "offsets",
+                                  "commit"])
 def test_a_failure_before_the_commit_leaves_everything_as_it_was(step: str) -> None:
     broker = FakeBroker()
     local = FakeLocal()
