@@ -58,8 +58,8 @@ from streams.testing.pipeline import PipelineEnv
 THRESHOLD_MINOR = "1000"  # 10 USD
 LINGER_MS = 5  # the SDK's default
 # The load is paced in ticks of one linger: each tick reports every event due by then, and
-# the SDK ships them after the linger as it would anyway. A finer tick only wakes the loop
-# more often: at 0.5 ms the wake-ups alone took a quarter of a core, whatever the rate.
+# the SDK ships them after the linger as it would anyway. A finer tick (0.5 ms until
+# session 13) only wakes the harness more often, on the two cores the worker needs.
 PACE_S = LINGER_MS / 1000
 VALUE = "1250"  # gpu_seconds at 0.08 cents: 100 cents per event
 WARM_UP_RATE = 10_000
