@@ -257,15 +257,20 @@ class FakeBroker:
     room in its queue), then takes the batch as the state then says."""
 
     def __init__(self, state: str = "up", partitions: int = 3) -> None:
+        self.unstalled = asyncio.Event()  # set whenever the state is not ``stall``
         self.state = state
         self.partitions = partitions
         self.log: list[tuple[int, bytes, bytes]] = []
         self.pending: list[tuple[asyncio.Future[None], int, list[tuple[bytes, bytes]]]] = []
         self.ack_budget: int | None = None  # acknowledge this many batches, then hang
-        self.unstalled = asyncio.Event()  # set by leaving ``stall`` (:meth:`set_state`)
 
-    def set_state(self, state: str) -> None:
-        self.state = state
+    @property
+    def state(self) -> str:
+        return self._state
+
+    @state.setter
+    def state(self, state: str) -> None:
+        self._state = state
         if state == "stall":
             self.unstalled.clear()
         else:
@@ -427,12 +432,12 @@ async def test_a_send_that_does_not_return_is_spooled_then_delivered_once(
     async with _producer(broker, tmp_path) as producer:
         ids = await _report(producer, 100)
         await producer.flush()
-        broker.set_state("stall")
+        broker.state = "stall"
         ids += await _report(producer, 200, 100)
         await _until(lambda: producer.spooling)  # no acknowledgement within 0.2 s
         await producer.flush()  # durable in the spool
         assert not broker.pending
-        broker.set_state("up")
+        broker.state = "up"
         await _until(lambda: not producer.spooling)
     _assert_exactly_once_in_order(broker, ids)
 
