@@ -87,10 +87,10 @@ class MemoryBudget:
         table = BlockBasedOptions()
         table.set_block_cache(self.cache)
         table.set_cache_index_and_filter_blocks(True)
-        # A whole-key Bloom filter in each SST too (10 bits a key, about 1% false
-        # positives), on every level: a lookup of an absent key (a new event's dedup mark)
-        # then reads no data block, so those blocks neither cost the read nor fill the
-        # cache. The filters are cached blocks, inside the budget.
+        # A whole-key Bloom filter in each SST too, on every level: a lookup of an absent
+        # key (a new event's dedup mark) then reads no data block, so those blocks neither
+        # cost the read nor fill the cache. The filters are cached blocks, inside the
+        # budget.
         table.set_bloom_filter(SST_BLOOM_BITS_PER_KEY, False)
         opts.set_block_based_table_factory(table)
         return opts
