@@ -183,7 +183,8 @@ class AggregatorSettings(BaseModel):
     billing_period: Literal["month"] = "month"
     currency: str = Field(default="usd", pattern=r"^[a-z]{3}$")
     thresholds_minor: tuple[Decimal, ...] = (Decimal(10_000),)
-    batch_max_events: int = Field(default=5000, ge=1, le=1_000_000)
+    batch_max_events: int = Field(default=20_000, ge=1, le=1_000_000)
+    batch_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     batch_max_ms: int = Field(default=50, ge=1, le=60_000)
 
     @field_validator("thresholds_minor", mode="before")

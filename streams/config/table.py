@@ -95,7 +95,10 @@ MEANINGS: dict[str, str] = {
     "AGGREGATOR__CURRENCY": "ISO code, lower case",
     "AGGREGATOR__THRESHOLDS_MINOR": "default spend thresholds, minor units per billing "
                                     "period",
-    "AGGREGATOR__BATCH_MAX_EVENTS": "largest batch taken from the stream",
+    "AGGREGATOR__BATCH_MAX_EVENTS": "most records a round takes from the stream",
+    "AGGREGATOR__BATCH_MAX_BYTES": "most record bytes a round processes at once (what "
+                                   "bounds its memory); a larger fetch is processed in "
+                                   "parts",
     "AGGREGATOR__BATCH_MAX_MS": "longest wait to fill a batch",
     "STRIPE__MODE": "`v1`, `v2` (meter event stream) or `dry-run` (writes the requests to "
                     "`STRIPE__DRY_RUN_PATH`); changes only when set",

@@ -61,7 +61,8 @@ from streams.runtime.records import TICK_HEADER, source_record_from_kafka
 from streams.runtime.restore import restore
 from streams.util.backoff import Backoff
 
-__all__ = ["EXIT_DATA_PLANE_FAILED", "DataPlane", "settle_collector"]
+__all__ = ["EXIT_DATA_PLANE_FAILED", "DataPlane", "fetched_bytes", "settle_collector",
+           "split_round"]
 
 log = logging.getLogger(__name__)
 
@@ -106,6 +107,40 @@ class _Owned:
     last_record_wall: float = 0.0
 
 
+def fetched_bytes(fetched: dict[TopicPartition, list[Any]]) -> int:
+    """The size of a fetch's record values."""
+    return sum(m.serialized_value_size for msgs in fetched.values() for m in msgs)
+
+
+def split_round(fetched: dict[TopicPartition, list[Any]], max_bytes: int, total: int
+                ) -> list[dict[TopicPartition, list[Any]]]:
+    """A fetch of ``total`` bytes (:func:`fetched_bytes`) in parts of about ``max_bytes``
+    of record values at most, each partition's records in order and spread over the parts
+    as evenly as their sizes allow: each part takes up to an equal share of ``max_bytes``
+    from every partition with records left, and at least one record from each. One part
+    when the whole fetch fits."""
+    if total <= max_bytes:
+        return [fetched]
+    cursors = {tp: 0 for tp, msgs in fetched.items() if msgs}
+    parts: list[dict[TopicPartition, list[Any]]] = []
+    while cursors:
+        share = max_bytes // len(cursors)
+        part: dict[TopicPartition, list[Any]] = {}
+        for tp, start in list(cursors.items()):
+            msgs = fetched[tp]
+            end, size = start + 1, msgs[start].serialized_value_size
+            while end < len(msgs) and size + msgs[end].serialized_value_size <= share:
+                size += msgs[end].serialized_value_size
+                end += 1
+            part[tp] = msgs[start:end]
+            if end < len(msgs):
+                cursors[tp] = end
+            else:
+                del cursors[tp]
+        parts.append(part)
+    return parts
+
+
 def _applied(state: PartitionState, partition: int) -> int:
     raw = state.view.get(partition_key(partition))
     return PartitionRec.decode(raw).applied if raw else -1
@@ -143,6 +178,8 @@ class DataPlane:
         self.assigned_once = False
         self.rebalancing = True
         self._batch_max_events = a.batch_max_events
+        self._batch_max_bytes = a.batch_max_bytes
+        self._round_records = a.batch_max_events  # what a round asks for (see _round)
         self._batch_max_ms = a.batch_max_ms
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -268,9 +305,9 @@ class DataPlane:
         assert consumer is not None
         while not self._stopping:
             fetched = await consumer.getmany(timeout_ms=self._batch_max_ms,
-                                             max_records=self._batch_max_events)
+                                             max_records=self._round_records)
             if fetched:
-                room = self._batch_max_events - sum(len(m) for m in fetched.values())
+                room = self._round_records - sum(len(m) for m in fetched.values())
                 if room > 0:
                     fresh = await consumer.getmany(timeout_ms=_FRESH_POLL_MS, max_records=room)
                     for tp, msgs in fresh.items():
@@ -283,6 +320,32 @@ class DataPlane:
                 await self._round(fetched)
 
     async def _round(self, fetched: dict[TopicPartition, list[Any]]) -> None:
+        """Process a fetch in parts of at most ``AGGREGATOR__BATCH_MAX_BYTES``. A partition
+        goes on to its next part only if its previous one committed: a failed batch has
+        sent the consumer back to its first record, so the rest come again; a fenced or
+        revoked partition is done.
+
+        The next round asks for as many records as fill the byte bound at this fetch's
+        average size (at most ``AGGREGATOR__BATCH_MAX_EVENTS``), so that a fetch of large
+        records (packed arrays) is not held whole while its parts are processed.
+        """
+        total = fetched_bytes(fetched)
+        records = sum(map(len, fetched.values()))
+        self._round_records = max(1, min(self._batch_max_events,
+                                         self._batch_max_bytes * records // max(total, 1)))
+        given: dict[TopicPartition, int] = {}  # the last offset each partition was given
+        for part in split_round(fetched, self._batch_max_bytes, total):
+            go = {tp: msgs for tp, msgs in part.items()
+                  if tp not in given or self._committed_through(tp, given[tp])}
+            await self._part(go)
+            for tp, msgs in go.items():
+                given[tp] = msgs[-1].offset
+
+    def _committed_through(self, tp: TopicPartition, offset: int) -> bool:
+        owned = self.owned.get(tp.partition)
+        return owned is not None and not owned.fenced and owned.next_offset == offset + 1
+
+    async def _part(self, fetched: dict[TopicPartition, list[Any]]) -> None:
         started = time.perf_counter()
         now = self.clock()
         jobs = []

@@ -1,22 +1,65 @@
-"""The worker's parts that need no broker: the assignor's plan, local state, the log filter."""
+"""The worker's parts that need no broker: the assignor's plan, local state, the log filter,
+how a round's fetch is split."""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
+from aiokafka import TopicPartition
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from rocksdict import Rdict
 
 from streams.observability.logs import RetriedErrorsAreWarnings
 from streams.runtime.assignor import plan_assignment
+from streams.runtime.dataplane import fetched_bytes, split_round
 from streams.runtime.local_state import (
     MULTI_GET_CHUNK,
     SST_BLOOM_BITS_PER_KEY,
     MemoryBudget,
     PartitionState,
 )
+
+
+@dataclass(frozen=True)
+class _Rec:  # what split_round reads of aiokafka's ConsumerRecord
+    offset: int
+    serialized_value_size: int
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.lists(st.integers(1, 5_000), max_size=60), min_size=1, max_size=6),
+       st.integers(1_024, 40_000))
+def test_a_round_is_split_by_bytes_keeping_every_partitions_records_in_order(
+    sizes: list[list[int]], max_bytes: int
+) -> None:
+    fetched = {TopicPartition("events", p): [_Rec(100 + i, n) for i, n in enumerate(ns)]
+               for p, ns in enumerate(sizes)}
+    parts = split_round(fetched, max_bytes, fetched_bytes(fetched))
+    total = sum(map(sum, sizes))
+    if total <= max_bytes:
+        assert parts == [fetched]
+        return
+    for tp, msgs in fetched.items():
+        assert [m for part in parts for m in part.get(tp, [])] == msgs
+    for part in parts:
+        share = max_bytes // len(part)  # no fewer partitions than when the part was cut
+        for msgs in part.values():
+            assert msgs
+            assert len(msgs) == 1 or sum(m.serialized_value_size for m in msgs) <= share
+        # Over the bound only by records larger than a share, taken alone.
+        assert sum(m.serialized_value_size for msgs in part.values() for m in msgs) <= (
+            max_bytes + sum(ms[0].serialized_value_size for ms in part.values() if len(ms) == 1))
+
+
+def test_a_fetch_of_single_events_is_split_into_near_equal_parts() -> None:
+    fetched = {TopicPartition("events", p): [_Rec(i, 100) for i in range(5_000)]
+               for p in range(4)}
+    parts = split_round(fetched, 1_000_000, fetched_bytes(fetched))  # 2,000,000 bytes
+    assert [sum(len(m) for m in part.values()) for part in parts] == [10_000, 10_000]
+    assert all(len(part) == 4 for part in parts)
 
 
 @settings(max_examples=300, deadline=None)
