@@ -136,6 +136,8 @@ class CoreConfig:
     max_age_ms: int = 35 * 86_400_000
     default_thresholds: tuple[Decimal, ...] = (Decimal(10_000),)
     currency: str = "usd"
+    # Window records a batch's close sweep looks at, at most (BatchSteps.sweep).
+    batch_max_closes: int = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +165,9 @@ class BatchResult:
     stream_ms: int = 0
     open_windows: int = 0
     pending_corrections: int = 0
+    # Windows the watermark has passed are left to close in the next batches (the sweep
+    # reached its bound): the runtime should not wait for new records to run one.
+    closing: bool = False
 
 
 TermsLookup = Callable[[str], CustomerTerms | None]
@@ -450,6 +455,10 @@ class _Run:
                     if detail is not None:
                         self._dead_event(rec, ev, UNBILLABLE, detail)
                         continue
+                if not w.closed and ws + window_ms <= wm:
+                    # Due but not swept yet: it closes now, as it stood at its end, so that
+                    # whichever batch closes it, its final is the same.
+                    steps.close_window(wkey, w)
                 w.value_units = new
                 w.count += 1
                 w.applied = pos
@@ -488,6 +497,7 @@ class _Run:
     def _finish(self) -> None:
         steps = self.steps
         out, part = steps.out, steps.part
+        steps.sweep(self.cfg.batch_max_closes)
         steps.flush_spend()
         part.pending = list(steps.pending)
         out.writes = steps.cache.writes((f"P|{steps.p}", part.encode()))
@@ -498,3 +508,4 @@ class _Run:
         out.stream_ms = part.stream_ms
         out.open_windows = len(part.open_ws)
         out.pending_corrections = len(steps.pending)
+        out.closing = steps.due()

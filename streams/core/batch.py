@@ -181,8 +181,6 @@ class BatchSteps:
             i = bisect.bisect_left(part.open_ws, ws)
             if i == len(part.open_ws) or part.open_ws[i] != ws:
                 part.open_ws.insert(i, ws)
-                if ws + cfg.window_ms + cfg.grace_ms < self.trigger_ms:
-                    self.retrigger()
         entry = (w, self.touch_spend(customer, ws), wkey)
         self.windows[names] = entry
         return entry
@@ -287,12 +285,11 @@ class BatchSteps:
 
     def retrigger(self) -> None:
         """Recompute :attr:`trigger_ms`: the stream time at which the watermark reaches
-        the first window end, the next window boundary while corrections are pending,
-        the first expiry or the first dedup hour past the horizon."""
+        the next window boundary while corrections are pending, the first expiry, the first
+        dedup hour past the horizon or the first window start past its span. (Closing
+        windows needs no trigger: see :meth:`sweep`.)"""
         cfg, part = self.cfg, self.part
         at = NEVER
-        if part.open_ws:
-            at = part.open_ws[0] + cfg.window_ms
         if self.pending:
             wm = part.stream_ms - cfg.grace_ms
             at = min(at, (wm // cfg.window_ms + 1) * cfg.window_ms)
@@ -315,15 +312,17 @@ class BatchSteps:
 
     def run_due(self, before_ms: int) -> None:
         """Stream time moved from ``before_ms`` to ``part.stream_ms`` past the trigger:
-        close windows, flush corrections, expire state, in this order."""
+        flush corrections, expire state, in this order. A window start whose records
+        expire is swept first, whatever the sweep's bound (in practice the sweep is done
+        long before: the span is the billing engine's horizon)."""
         cfg, part = self.cfg, self.part
         old_wm = before_ms - cfg.grace_ms
         wm = part.stream_ms - cfg.grace_ms
-        while part.open_ws and part.open_ws[0] + cfg.window_ms <= wm:
-            self._close(part.open_ws.pop(0))
         if wm // cfg.window_ms > old_wm // cfg.window_ms and self.pending:
             self._flush_corrections()
         while part.window_starts and part.window_starts[0] + self.window_span_ms <= wm:
+            if part.open_ws and part.open_ws[0] <= part.window_starts[0]:
+                self.sweep(None)
             self.expire_windows(part.window_starts.pop(0), record=True)
         if part.expiries and part.expiries[0] <= wm:
             self.flush_spend()  # spend records are what expires
@@ -336,18 +335,54 @@ class BatchSteps:
             self.expire_dedup(hour, record=True)
         self.retrigger()
 
-    def _close(self, ws: int) -> None:
-        cache = self.cache
-        wkeys = cache.scan_values(window_prefix(self.p, ws), Kind.WINDOW, self.window_decode)
+    def close_window(self, wkey: str, w: WindowRec) -> None:
+        """Close one window whose end the watermark has passed: its final summary (unless
+        one went out already) holds what it held when the watermark passed its end."""
+        w.closed = True
+        if w.emitted_seq < 0:
+            self._emit(w, 0, w.value_units)
+        self.cache.put(wkey, Kind.WINDOW, w)
+
+    def due(self) -> bool:
+        """Whether the watermark has passed the end of a window start with open windows."""
+        part = self.part
+        return bool(part.open_ws) and (
+            part.open_ws[0] + self.cfg.window_ms <= part.stream_ms - self.cfg.grace_ms)
+
+    def sweep(self, budget: int | None) -> None:
+        """Close the windows the watermark has passed, in key order, looking at ``budget``
+        window records at most (None: all of them).
+
+        A window start's records may outnumber what one batch should take on (every
+        customer of an hour closes at once), so the batches that follow go on where this
+        one stopped (``part.close_after``). Spreading the closes changes no summary: a
+        due window changes only through an event, and the event loop closes such a window
+        first (:meth:`close_window`), so a final holds the window as it was when the
+        watermark passed its end, whichever batch emits it.
+        """
+        part, cache = self.part, self.cache
         values = cache.values
-        for wkey in wkeys:
-            w: WindowRec | None = values[wkey]
-            if w is None or w.closed:
-                continue
-            w.closed = True
-            if w.emitted_seq < 0:
-                self._emit(w, 0, w.value_units)
-            cache.put(wkey, Kind.WINDOW, w)
+        while self.due():
+            prefix = window_prefix(self.p, part.open_ws[0])
+            # (A position under another start is stale: a repaired list put an earlier
+            # start first. Going over closed windows again costs only the reading.)
+            after = part.close_after if part.close_after.startswith(prefix) else ""
+            limit = max(1, budget) if budget is not None else 1 << 62
+            wkeys, resume = cache.scan_values_after(prefix, after, limit, Kind.WINDOW,
+                                                    self.window_decode)
+            for wkey in wkeys:
+                w: WindowRec | None = values[wkey]
+                if w is not None and not w.closed:
+                    self.close_window(wkey, w)
+            if resume is not None:
+                part.close_after = resume
+                return
+            part.open_ws.pop(0)
+            part.close_after = ""
+            if budget is not None:
+                budget -= len(wkeys)
+                if budget <= 0:
+                    return
 
     def _flush_corrections(self) -> None:
         self.cache.prefetch(self.pending, self.window_decode)

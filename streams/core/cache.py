@@ -46,6 +46,12 @@ class BulkStateReader(StateReader, Protocol):
         """Every key that starts with ``prefix``, with its value (in any order)."""
         ...
 
+    def items_after(self, prefix: str, after: str, limit: int
+                    ) -> Sequence[tuple[str, bytes]]:
+        """The first ``limit`` keys that start with ``prefix`` and sort after ``after``
+        ("": from the first), in key order, with their values."""
+        ...
+
 
 def read_many(store: StateReader, keys: Sequence[str]) -> Sequence[bytes | None]:
     """The values of ``keys``: one ``get_many`` call if the store has it, else ``get`` each."""
@@ -162,6 +168,41 @@ class BatchCache:
             if key not in values:
                 values[key] = decode(raw)
         return self._with_writes(found, prefix, kind)
+
+    def scan_values_after(self, prefix: str, after: str, limit: int, kind: Kind,
+                          decode: Callable[[bytes], Any]) -> tuple[list[str], str | None]:
+        """The keys under ``prefix`` that sort after ``after`` ("": all), as this batch sees
+        them, in order, with their values in ``values``: about ``limit`` of them (the store's
+        first ``limit``, and the batch's writes among them), and the key to go on after
+        when more follow (None when none do).
+
+        Reads ``limit`` keys of the store, not the whole prefix, when the store has
+        ``items_after``; else it scans the prefix once."""
+        items_after: Callable[[str, str, int], Sequence[tuple[str, bytes]]] | None = getattr(
+            self.store, "items_after", None)
+        if items_after is not None:
+            got = items_after(prefix, after, limit + 1)
+        else:
+            keys = sorted(k for k in self.store.keys_with_prefix(prefix) if k > after)
+            keys = keys[:limit + 1]
+            got = [(k, v) for k, v in zip(keys, read_many(self.store, keys), strict=True)
+                   if v is not None]
+        more = len(got) > limit
+        got = got[:limit]
+        resume = got[-1][0] if more else None
+        deleted, values = self.deleted, self.values
+        found: set[str] = set()
+        for key, raw in got:
+            if key in deleted:
+                continue
+            found.add(key)
+            if key not in values:
+                values[key] = decode(raw)
+        # The batch's writes in the same range: after ``after`` and, when the store has
+        # more, up to the last key read from it.
+        found.update(k for k in self._dirty[kind] if k.startswith(prefix) and k > after
+                     and (resume is None or k <= resume))
+        return sorted(found), resume
 
     def _with_writes(self, found: set[str], prefix: str, kind: Kind) -> list[str]:
         """``found`` (keys of the store under ``prefix``, less the batch's deletions) and

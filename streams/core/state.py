@@ -279,6 +279,8 @@ class PartitionRec:
         batch deletes them again (idempotent) in case a crash cut them off.
     dedup_hours: event-time hours with dedup marks, sorted.
     dedup_deleting: hours whose marks are being deleted, as ``deleting``.
+    close_after: the last window key of ``open_ws[0]`` that the close sweep has passed
+        ("": none yet). Its windows up to this key are closed; the sweep goes on after it.
     """
 
     stream_ms: int = 0
@@ -291,16 +293,19 @@ class PartitionRec:
     dedup_deleting: list[int] = field(default_factory=list)
     window_starts: list[int] = field(default_factory=list)
     window_deleting: list[int] = field(default_factory=list)
+    close_after: str = ""
 
     def encode(self) -> bytes:
         return orjson.dumps(
             {"s": self.stream_ms, "a": self.applied, "o": self.open_ws, "e": self.expiries,
              "p": self.pending, "d": self.deleting, "h": self.dedup_hours,
-             "hd": self.dedup_deleting, "w": self.window_starts, "wd": self.window_deleting}
+             "hd": self.dedup_deleting, "w": self.window_starts, "wd": self.window_deleting,
+             "c": self.close_after}
         )
 
     @classmethod
     def decode(cls, raw: bytes) -> PartitionRec:
         d = orjson.loads(raw)
+        # ("c" is absent from records written before closes were spread over batches.)
         return cls(d["s"], d["a"], d["o"], d["e"], d["p"], d["d"], d["h"], d["hd"], d["w"],
-                   d["wd"])
+                   d["wd"], d.get("c", ""))

@@ -134,6 +134,17 @@ class StateView:
                 return
             yield key.decode(), value
 
+    def items_after(self, prefix: str, after: str, limit: int) -> list[tuple[str, bytes]]:
+        start = prefix.encode()
+        skip = after.encode() if after else None
+        out: list[tuple[str, bytes]] = []
+        for key, value in self._db.items(from_key=skip or start):
+            if not key.startswith(start) or len(out) >= limit:
+                break
+            if key != skip:
+                out.append((key.decode(), value))
+        return out
+
 
 class PartitionState:
     """One partition's RocksDB database and the changelog position it reflects."""

@@ -20,6 +20,10 @@ class MemoryState:
     def items_with_prefix(self, prefix: str) -> list[tuple[str, bytes]]:
         return [(k, v) for k, v in self.data.items() if k.startswith(prefix)]
 
+    def items_after(self, prefix: str, after: str, limit: int) -> list[tuple[str, bytes]]:
+        return sorted((k, v) for k, v in self.data.items()
+                      if k.startswith(prefix) and k > after)[:limit]
+
     def apply(self, writes: list[tuple[str, bytes | None]]) -> None:
         """Apply writes in order; None deletes."""
         for key, value in writes:

@@ -9,15 +9,16 @@ add up to the distinct valid events, and every threshold crossing alerts exactly
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
 import orjson
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from streams.core.aggregate import Aggregator, CoreConfig, SourceRecord
+from streams.core.aggregate import Aggregator, BatchResult, CoreConfig, SourceRecord
 from streams.core.pricing import MeterRule
 from streams.core.state import dedup_key
 from streams.core.windows import period_of
@@ -130,14 +131,33 @@ def check_alerts(alerts: list[dict[str, Any]], want: set[tuple[str, str]]) -> No
     assert {(a["customer"], a["threshold"]["id"]) for a in by_id.values()} == want
 
 
+def finish_closes(agg: Aggregator, store: MemoryState, res: BatchResult, offset: int,
+                  summaries: list[dict[str, Any]]) -> None:
+    """While a batch leaves windows to close (its sweep reached its bound), run tick
+    batches, as the runtime does, until none is left."""
+    while res.closing:
+        tick = T0 + 10**8
+        res = agg.process(0, [SourceRecord(offset, tick, None, None, tick_ms=tick)], store,
+                          now_ms=0)
+        store.apply(res.writes)
+        summaries += res.summaries
+        offset += 1
+
+
+# The bound on a batch's close sweep: the default, and one window record a batch, so that
+# the closes of a window start spread over many batches, with events and crashes between.
+SWEEP_BOUNDS = [CONFIG.batch_max_closes, 1]
+
+
+@pytest.mark.parametrize("closes", SWEEP_BOUNDS)
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(workloads(), st.data())
 def test_totals_equal_recount_any_batching(
-    workload: tuple[list[SourceRecord], list[Ev]], data: st.DataObject
+    closes: int, workload: tuple[list[SourceRecord], list[Ev]], data: st.DataObject
 ) -> None:
     records, distinct = workload
     store = MemoryState()
-    agg = Aggregator(CONFIG)
+    agg = Aggregator(replace(CONFIG, batch_max_closes=closes))
     summaries, alerts = [], []
     i = 0
     while i < len(records):
@@ -147,20 +167,22 @@ def test_totals_equal_recount_any_batching(
         summaries += res.summaries
         alerts += res.alerts
         i += n
+    finish_closes(agg, store, res, len(records), summaries)
     want_totals, want_alerts = expected(distinct)
     assert billed(summaries) == {k: v for k, v in want_totals.items()}
     check_alerts(alerts, want_alerts)
 
 
+@pytest.mark.parametrize("closes", SWEEP_BOUNDS)
 @settings(max_examples=1000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(workloads(), st.data())
 def test_crashes_and_replays_never_lose_or_double_count(
-    workload: tuple[list[SourceRecord], list[Ev]], data: st.DataObject
+    closes: int, workload: tuple[list[SourceRecord], list[Ev]], data: st.DataObject
 ) -> None:
     """Crash mid-batch: a prefix of the batch's writes survives; replay from the commit."""
     records, distinct = workload
     store = MemoryState()
-    agg = Aggregator(CONFIG)
+    agg = Aggregator(replace(CONFIG, batch_max_closes=closes))
     summaries, alerts = [], []
     committed = 0  # next offset to read after a restart
     i = 0
@@ -181,6 +203,7 @@ def test_crashes_and_replays_never_lose_or_double_count(
             continue
         store.apply(res.writes)
         i += n
+    finish_closes(agg, store, res, len(records), summaries)
     want_totals, want_alerts = expected(distinct)
     assert billed(summaries) == want_totals
     check_alerts(alerts, want_alerts)

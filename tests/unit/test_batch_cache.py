@@ -116,3 +116,29 @@ def test_a_scan_with_values_sees_the_batch_as_a_scan_and_a_prefetch_would() -> N
     bulk, items = caches[0].store, caches[1].store
     assert isinstance(bulk, BulkStore) and isinstance(items, ItemsStore)
     assert (bulk.bulk_calls, items.bulk_calls, items.item_scans) == (1, 0, 1)
+
+
+class OrderedStore(ItemsStore):
+    """A store that also reads a prefix's keys in order from a position (RocksDB's seek)."""
+
+    def items_after(self, prefix: str, after: str, limit: int) -> list[tuple[str, bytes]]:
+        return sorted((k, v) for k, v in self.data.items()
+                      if k.startswith(prefix) and k > after)[:limit]
+
+
+def test_a_scan_after_a_key_reads_a_bounded_slice_in_order_with_the_batch_writes() -> None:
+    data = {f"W|{i}": str(i).encode() for i in range(1, 8)} | {"X|1": b"9"}
+    for store in (BulkStore(dict(data)), OrderedStore(dict(data))):
+        cache = BatchCache(store)
+        cache.put("W|3", Kind.WINDOW, 30)
+        cache.delete("W|4", Kind.WINDOW)
+        cache.put("W|45", Kind.WINDOW, 45)  # new in the batch, inside the slice
+        cache.put("W|9", Kind.WINDOW, 90)  # new in the batch, past the slice
+        # The store's W|2..W|5 (less the deleted W|4), and the batch's W|45.
+        assert cache.scan_values_after("W|", "W|1", 4, Kind.WINDOW, int) == (
+            ["W|2", "W|3", "W|45", "W|5"], "W|5")
+        assert cache.values["W|3"] == 30 and cache.values["W|2"] == 2
+        # The rest: the store ends before the limit, so every batch write after joins.
+        assert cache.scan_values_after("W|", "W|5", 4, Kind.WINDOW, int) == (
+            ["W|6", "W|7", "W|9"], None)
+        assert "X|1" not in cache.values

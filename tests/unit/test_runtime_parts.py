@@ -163,3 +163,14 @@ def test_retried_aiokafka_errors_are_logged_as_warnings() -> None:
     assert f.filter(retried) and retried.levelname == "WARNING"
     assert f.filter(real) and real.levelname == "ERROR"
     assert f.filter(ours) and ours.levelname == "ERROR"
+
+
+def test_local_state_reads_a_prefix_in_key_order_after_a_key(tmp_path: Path) -> None:
+    state = PartitionState(tmp_path / "0", MemoryBudget(32))
+    state.apply([(f"W|0|{i}".encode(), b"v") for i in (5, 1, 3, 2, 4)] + [(b"X|0", b"x")], 1)
+    view = state.view
+    assert [k for k, _v in view.items_after("W|0|", "", 2)] == ["W|0|1", "W|0|2"]
+    assert [k for k, _v in view.items_after("W|0|", "W|0|2", 10)] == [
+        "W|0|3", "W|0|4", "W|0|5"]
+    assert view.items_after("W|0|", "W|0|5", 10) == []
+    state.close()
