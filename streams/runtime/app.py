@@ -54,6 +54,7 @@ def core_config(settings: Settings) -> CoreConfig:
         max_age_ms=effective_max_age_ms(settings),
         default_thresholds=a.thresholds_minor,
         currency=a.currency,
+        batch_max_closes=a.batch_max_closes,
     )
 
 

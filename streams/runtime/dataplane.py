@@ -105,6 +105,7 @@ class _Owned:
     fenced: bool = False
     busy: bool = True  # open windows or corrections due: needs ticks while idle
     last_record_wall: float = 0.0
+    kicking: bool = False  # a tick sent because its last batch left windows to close
 
 
 def fetched_bytes(fetched: dict[TopicPartition, list[Any]]) -> int:
@@ -174,6 +175,7 @@ class DataPlane:
         self._gaps = BrokerReader(t.events, self.options, source_record_from_kafka)
         self._stopping = False
         self._closing: set[asyncio.Task[None]] = set()
+        self._kicks: set[asyncio.Task[None]] = set()
         self.events_partitions = t.partitions  # the topic's real count, once started
         self.assigned_once = False
         self.rebalancing = True
@@ -256,6 +258,8 @@ class DataPlane:
         for owned in list(self.owned.values()):
             await _quietly(owned.producer.stop())
         self.owned.clear()
+        for kick in list(self._kicks):
+            kick.cancel()
         if self._ticks is not None:
             await self._ticks.stop()
         await self.customers.stop()
@@ -391,6 +395,22 @@ class DataPlane:
         high = consumer.highwater(owned.tp) if consumer is not None else None
         if high is not None:
             metrics.CONSUMER_LAG.labels(str(p)).set(max(0, high - owned.next_offset))
+        if result.closing and not owned.kicking and (high is None or high <= owned.next_offset):
+            # Windows are left to close (AGGREGATOR__BATCH_MAX_CLOSES) and no record is
+            # waiting to run the next batch: a tick runs it now.
+            owned.kicking = True
+            kick = asyncio.create_task(self._kick(owned))
+            self._kicks.add(kick)
+            kick.add_done_callback(self._kicks.discard)
+
+    async def _kick(self, owned: _Owned) -> None:
+        try:
+            await self._send_tick(owned, self.clock())
+        except Exception as exc:  # the idle timer's ticks take over (owned.busy)
+            log.warning("partition %d: a tick to go on closing windows failed: %r",
+                        owned.partition, exc)
+        finally:
+            owned.kicking = False
 
     def _fenced(self, owned: _Owned) -> None:
         log.warning("partition %d: another worker owns it now (this worker's producer was "
@@ -531,10 +551,15 @@ class DataPlane:
             needed = owned.busy or now - owned.last_record_wall >= 60 * bound_s
             if idle and needed:
                 owned.last_record_wall = now
-                await producer.send_and_wait(
-                    self.topics.events, key=None, value=b"", partition=owned.partition,
-                    headers=[(TICK_HEADER, str(int(now * 1000)).encode())])
-                metrics.TICKS.inc()
+                await self._send_tick(owned, now)
+
+    async def _send_tick(self, owned: _Owned, now: float) -> None:
+        producer = self._ticks
+        assert producer is not None
+        await producer.send_and_wait(
+            self.topics.events, key=None, value=b"", partition=owned.partition,
+            headers=[(TICK_HEADER, str(int(now * 1000)).encode())])
+        metrics.TICKS.inc()
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
