@@ -186,7 +186,7 @@ class AggregatorSettings(BaseModel):
     batch_max_events: int = Field(default=20_000, ge=1, le=1_000_000)
     batch_max_bytes: int = Field(default=2 * 1024 * 1024, ge=1024, le=1024 * 1024 * 1024)
     batch_max_ms: int = Field(default=50, ge=1, le=60_000)
-    batch_max_closes: int = Field(default=1000, ge=1, le=1_000_000)
+    batch_max_closes: int = Field(default=250, ge=1, le=1_000_000)
 
     @field_validator("thresholds_minor", mode="before")
     @classmethod

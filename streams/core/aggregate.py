@@ -137,7 +137,7 @@ class CoreConfig:
     default_thresholds: tuple[Decimal, ...] = (Decimal(10_000),)
     currency: str = "usd"
     # Window records a batch's close sweep looks at, at most (BatchSteps.sweep).
-    batch_max_closes: int = 1000
+    batch_max_closes: int = 250
 
 
 @dataclass(frozen=True, slots=True)
