@@ -136,8 +136,10 @@ class CoreConfig:
     max_age_ms: int = 35 * 86_400_000
     default_thresholds: tuple[Decimal, ...] = (Decimal(10_000),)
     currency: str = "usd"
-    # Window records a batch's close sweep looks at, at most (BatchSteps.sweep).
+    # Window records a batch's close sweep looks at, at most (BatchSteps.sweep); in a
+    # batch of tick records only, idle_max_closes.
     batch_max_closes: int = 250
+    idle_max_closes: int = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,8 +256,12 @@ class _Run:
         self.cfg = agg.config
 
     def run(self, records: Sequence[SourceRecord]) -> None:
-        self._apply(self._scan(records))
-        self._finish()
+        scanned = self._scan(records)
+        self._apply(scanned)
+        # A batch of ticks only has nothing but closes to do: it takes on as many as a
+        # batch of events would take events.
+        ticks_only = all(item is None or item[1] is None for item in scanned)
+        self._finish(self.cfg.idle_max_closes if ticks_only else self.cfg.batch_max_closes)
 
     def _scan(self, records: Sequence[SourceRecord]) -> list[_Scanned | None]:
         """First pass: decode, then read every dedup mark, window and spend record the
@@ -494,10 +500,10 @@ class _Run:
             if n:
                 outcomes[name] += n
 
-    def _finish(self) -> None:
+    def _finish(self, closes: int) -> None:
         steps = self.steps
         out, part = steps.out, steps.part
-        steps.sweep(self.cfg.batch_max_closes)
+        steps.sweep(closes)
         steps.flush_spend()
         part.pending = list(steps.pending)
         out.writes = steps.cache.writes((f"P|{steps.p}", part.encode()))

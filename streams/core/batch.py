@@ -355,7 +355,9 @@ class BatchSteps:
 
         A window start's records may outnumber what one batch should take on (every
         customer of an hour closes at once), so the batches that follow go on where this
-        one stopped (``part.close_after``). Spreading the closes changes no summary: a
+        one stopped (``part.close_after``). (The windows this batch wrote itself are
+        closed with the slice of the store they fall in: that work is bounded by the
+        batch's events.) Spreading the closes changes no summary: a
         due window changes only through an event, and the event loop closes such a window
         first (:meth:`close_window`), so a final holds the window as it was when the
         watermark passed its end, whichever batch emits it.

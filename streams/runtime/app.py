@@ -55,6 +55,7 @@ def core_config(settings: Settings) -> CoreConfig:
         default_thresholds=a.thresholds_minor,
         currency=a.currency,
         batch_max_closes=a.batch_max_closes,
+        idle_max_closes=max(a.batch_max_closes, a.batch_max_events),
     )
 
 

@@ -144,8 +144,9 @@ def finish_closes(agg: Aggregator, store: MemoryState, res: BatchResult, offset:
         offset += 1
 
 
-# The bound on a batch's close sweep: the default, and one window record a batch, so that
-# the closes of a window start spread over many batches, with events and crashes between.
+# The bound on a batch's close sweep: the default, and one window record a batch (of events
+# or of ticks), so that the closes of a window start spread over many batches, with events
+# and crashes between.
 SWEEP_BOUNDS = [CONFIG.batch_max_closes, 1]
 
 
@@ -157,7 +158,7 @@ def test_totals_equal_recount_any_batching(
 ) -> None:
     records, distinct = workload
     store = MemoryState()
-    agg = Aggregator(replace(CONFIG, batch_max_closes=closes))
+    agg = Aggregator(replace(CONFIG, batch_max_closes=closes, idle_max_closes=closes))
     summaries, alerts = [], []
     i = 0
     while i < len(records):
@@ -182,7 +183,7 @@ def test_crashes_and_replays_never_lose_or_double_count(
     """Crash mid-batch: a prefix of the batch's writes survives; replay from the commit."""
     records, distinct = workload
     store = MemoryState()
-    agg = Aggregator(replace(CONFIG, batch_max_closes=closes))
+    agg = Aggregator(replace(CONFIG, batch_max_closes=closes, idle_max_closes=closes))
     summaries, alerts = [], []
     committed = 0  # next offset to read after a restart
     i = 0

@@ -30,7 +30,7 @@ def event(offset: int, customer: str, ts: int, value: str = "1") -> SourceRecord
 
 def run(closes: int, records: list[SourceRecord]) -> tuple[list[BatchResult], MemoryState]:
     """One record a batch, then tick batches while the sweep has windows left."""
-    agg = Aggregator(replace(CONFIG, batch_max_closes=closes))
+    agg = Aggregator(replace(CONFIG, batch_max_closes=closes, idle_max_closes=closes))
     store = MemoryState()
     results = []
     for rec in records:
@@ -91,3 +91,22 @@ def test_a_late_event_closes_its_due_window_before_it_is_added() -> None:
     # Every other window has its final only (c00 has two windows).
     assert all(seq == 0 for c, v in by_customer.items() if c != "c17" for seq, _d in v)
     assert sum(len(v) for v in by_customer.values()) == 20 + 1 + 1 + 1
+
+
+def test_a_batch_of_ticks_only_closes_up_to_its_own_bound() -> None:
+    """Closes are what a batch of ticks has to do: it takes on ``idle_max_closes``."""
+    agg = Aggregator(replace(CONFIG, batch_max_closes=2, idle_max_closes=15))
+    store = MemoryState()
+    recs = workload()[:21]  # 20 windows, then the event that makes them due
+    store.apply(agg.process(0, recs[:20], store, now_ms=0).writes)
+    first = agg.process(0, recs[20:], store, now_ms=0)
+    store.apply(first.writes)
+    assert len(first.summaries) == 2 and first.closing
+    tick = recs[-1].timestamp_ms
+    second = agg.process(0, [SourceRecord(21, tick, None, None, tick_ms=tick)], store,
+                         now_ms=0)
+    store.apply(second.writes)
+    assert len(second.summaries) == 15 and second.closing
+    third = agg.process(0, [SourceRecord(22, tick, None, None, tick_ms=tick)], store,
+                        now_ms=0)
+    assert len(third.summaries) == 3 and not third.closing
