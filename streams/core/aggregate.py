@@ -258,8 +258,8 @@ class _Run:
     def run(self, records: Sequence[SourceRecord]) -> None:
         scanned = self._scan(records)
         self._apply(scanned)
-        # A batch of ticks only has nothing but closes to do: it takes on as many as a
-        # batch of events would take events.
+        # A batch of ticks only (or of no records: a sweep) has nothing but closes to do:
+        # it takes on as many as a batch of events would take events.
         ticks_only = all(item is None or item[1] is None for item in scanned)
         self._finish(self.cfg.idle_max_closes if ticks_only else self.cfg.batch_max_closes)
 

@@ -10,7 +10,8 @@
    customer) and the state changelog records (the core's writes, in their order, to the
    same partition of the changelog topic), and wait for the broker's answers.
 4. **offsets**: the input position (last record + 1) joins the transaction, for the
-   worker's consumer group.
+   worker's consumer group. (A *sweep* batch has no records: it only emits the finals of
+   windows the watermark has already passed, and leaves the input position as it is.)
 5. **commit**: outputs, changelog and input position become visible together to every
    read_committed reader (the sink, ``alerts tail``, a restore), or none of them does.
 6. **local**: RocksDB gets the batch's writes and the changelog offset they reach, in one
@@ -69,9 +70,9 @@ async def commit_batch(
     now_ms: int,
     terms: TermsLookup,
 ) -> BatchResult:
-    """Process one partition's batch and commit it (steps 1-6 above); return the result."""
-    if not records:
-        raise ValueError("commit_batch needs at least one record")
+    """Process one partition's batch and commit it (steps 1-6 above); return the result.
+
+    ``records`` may be empty: a sweep batch (see step 4)."""
     # 1. core
     result = core.process(partition, records, state.view, now_ms=now_ms, terms=terms)
     keys = [key.encode() for key, _value in result.writes]
@@ -95,7 +96,9 @@ async def commit_batch(
     # NOT_ENOUGH_REPLICAS (KAFKA-15459) and retried, a round trip and a backoff later.
     await txn.flush()
     # 4. offsets
-    await txn.send_offset(topics.events, partition, records[-1].offset + 1, topics.group_id)
+    if records:
+        await txn.send_offset(topics.events, partition, records[-1].offset + 1,
+                              topics.group_id)
     # 5. commit (it waits for every send; one that failed fails the commit)
     await txn.commit()
     last_changelog_offset = await changelog_ack

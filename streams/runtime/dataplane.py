@@ -25,6 +25,11 @@ Partition lifecycle (all under one lock, so a rebalance waits for the round in p
 
 Ticks: an idle partition gets a tick record now and then (:meth:`DataPlane.tick`), so its
 windows close on the log's time, the same on every replay.
+
+Sweeps: a batch emits the finals of at most ``AGGREGATOR__BATCH_MAX_CLOSES`` of the windows
+the watermark has passed (streams.core.batch, ``BatchSteps.sweep``). A partition left with
+more and no records to process gets a sweep batch: no input records, the next finals, its
+own transaction, the input position unchanged.
 """
 
 from __future__ import annotations
@@ -105,7 +110,7 @@ class _Owned:
     fenced: bool = False
     busy: bool = True  # open windows or corrections due: needs ticks while idle
     last_record_wall: float = 0.0
-    kicking: bool = False  # a tick sent because its last batch left windows to close
+    closing: bool = False  # its last batch left windows to close (a sweep is due)
 
 
 def fetched_bytes(fetched: dict[TopicPartition, list[Any]]) -> int:
@@ -175,7 +180,6 @@ class DataPlane:
         self._gaps = BrokerReader(t.events, self.options, source_record_from_kafka)
         self._stopping = False
         self._closing: set[asyncio.Task[None]] = set()
-        self._kicks: set[asyncio.Task[None]] = set()
         self.events_partitions = t.partitions  # the topic's real count, once started
         self.assigned_once = False
         self.rebalancing = True
@@ -258,8 +262,6 @@ class DataPlane:
         for owned in list(self.owned.values()):
             await _quietly(owned.producer.stop())
         self.owned.clear()
-        for kick in list(self._kicks):
-            kick.cancel()
         if self._ticks is not None:
             await self._ticks.stop()
         await self.customers.stop()
@@ -316,12 +318,14 @@ class DataPlane:
                     fresh = await consumer.getmany(timeout_ms=_FRESH_POLL_MS, max_records=room)
                     for tp, msgs in fresh.items():
                         fetched.setdefault(tp, []).extend(msgs)
-            if not fetched:
+            if not fetched and not self._sweeps_due():
                 continue
             async with self._lock:
                 if self.stopping:
                     return
-                await self._round(fetched)
+                if fetched:
+                    await self._round(fetched)
+                await self._sweep(fetched)
 
     async def _round(self, fetched: dict[TopicPartition, list[Any]]) -> None:
         """Process a fetch in parts of at most ``AGGREGATOR__BATCH_MAX_BYTES``. A partition
@@ -367,9 +371,12 @@ class DataPlane:
             metrics.BATCH_EVENTS.observe(count)
 
     async def _batch(self, owned: _Owned, records: list[SourceRecord], now: float) -> None:
+        """Process and commit a partition's records, or with none, a sweep: the finals of
+        windows the watermark has passed that earlier batches left (their bound,
+        ``AGGREGATOR__BATCH_MAX_CLOSES``), with the input position unchanged."""
         p = owned.partition
         try:
-            if records[0].offset > owned.next_offset:
+            if records and records[0].offset > owned.next_offset:
                 records, _holes, filled = await fill_gaps(p, records, owned.next_offset - 1,
                                                           self._gaps.fetch)
                 if filled:
@@ -382,35 +389,43 @@ class DataPlane:
             self._fenced(owned)
             return
         except Exception as exc:  # any other failure: redo from the state
-            log.warning("partition %d: batch at offsets %d..%d failed (%r); restarting its "
-                        "producer and reading it again", p, records[0].offset,
-                        records[-1].offset, exc)
+            what = (f"batch at offsets {records[0].offset}..{records[-1].offset}" if records
+                    else "sweep of due windows")
+            log.warning("partition %d: %s failed (%r); restarting its producer and reading "
+                        "it again", p, what, exc)
             metrics.TXN_RESETS.labels(str(p)).inc()
             await self._reset(owned)
             return
-        owned.next_offset = records[-1].offset + 1
+        if records:
+            owned.next_offset = records[-1].offset + 1
         owned.busy = result.open_windows > 0 or result.pending_corrections > 0
+        owned.closing = result.closing
         observe_batch(p, result, now_s=now, grace_ms=self.core.config.grace_ms)
         consumer = self._consumer
         high = consumer.highwater(owned.tp) if consumer is not None else None
         if high is not None:
             metrics.CONSUMER_LAG.labels(str(p)).set(max(0, high - owned.next_offset))
-        if result.closing and not owned.kicking and (high is None or high <= owned.next_offset):
-            # Windows are left to close (AGGREGATOR__BATCH_MAX_CLOSES) and no record is
-            # waiting to run the next batch: a tick runs it now.
-            owned.kicking = True
-            kick = asyncio.create_task(self._kick(owned))
-            self._kicks.add(kick)
-            kick.add_done_callback(self._kicks.discard)
 
-    async def _kick(self, owned: _Owned) -> None:
-        try:
-            await self._send_tick(owned, self.clock())
-        except Exception as exc:  # the idle timer's ticks take over (owned.busy)
-            log.warning("partition %d: a tick to go on closing windows failed: %r",
-                        owned.partition, exc)
-        finally:
-            owned.kicking = False
+    def _sweeps_due(self, fetched: dict[TopicPartition, list[Any]] | None = None
+                    ) -> list[_Owned]:
+        """Owned partitions that have windows left to close, no records in ``fetched`` and
+        none waiting on the broker (a partition with records sweeps in its next batch)."""
+        consumer = self._consumer
+        due = []
+        for owned in self.owned.values():
+            if not owned.closing or owned.fenced or (fetched and fetched.get(owned.tp)):
+                continue
+            high = consumer.highwater(owned.tp) if consumer is not None else None
+            if high is None or high <= owned.next_offset:
+                due.append(owned)
+        return due
+
+    async def _sweep(self, fetched: dict[TopicPartition, list[Any]]) -> None:
+        """A sweep batch for each partition :meth:`_sweeps_due` names."""
+        due = self._sweeps_due(fetched)
+        if due:
+            now = self.clock()
+            await asyncio.gather(*(self._batch(owned, [], now) for owned in due))
 
     def _fenced(self, owned: _Owned) -> None:
         log.warning("partition %d: another worker owns it now (this worker's producer was "
@@ -475,6 +490,7 @@ class DataPlane:
         for p in partitions:
             owned = self.owned[p]
             owned.fenced = False
+            owned.closing = True  # closes left by an earlier owner go on at once
             owned.next_offset = _applied(owned.state, p) + 1
             consumer.seek(owned.tp, owned.next_offset)
             consumer.resume(owned.tp)

@@ -1,11 +1,14 @@
 """A worker closes a window start's windows over several batches, and does not wait for new
 records to go on (docs/exactly-once.md, "Emitting the finals is spread over batches").
 
-With ``AGGREGATOR__BATCH_MAX_CLOSES=1`` each batch emits at most one final. The events of
-60 customers lie in a window that ended long ago; the worker's first idle tick moves the
-watermark past it. Without a tick at once after each batch that left windows to close,
-the next final would wait for the next idle tick (every ``IDLE_CLOSE_AFTER_S``, 5 s here):
-about 5 minutes for the 60 finals. They must all arrive within 60 s, with exact totals.
+With ``AGGREGATOR__BATCH_MAX_CLOSES=1`` and ``AGGREGATOR__BATCH_MAX_EVENTS=1`` each batch
+emits at most one final (a batch of ticks only, or of no records, takes on up to
+``BATCH_MAX_EVENTS``). The events of 60 customers lie in a window that ended long ago; the
+worker's first idle tick moves the watermark past it. Without a sweep batch (no input
+records, its own transaction) as soon as a partition with no records waiting has windows
+left to close, the next final would wait for the next idle tick (every
+``IDLE_CLOSE_AFTER_S``, 5 s here): about 5 minutes for the 60 finals. They must all
+arrive within 60 s, with exact totals, and the sweeps write nothing into the input topic.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from streams.testing.pipeline import PipelineEnv
 from streams.testing.readback import read_topic
@@ -29,7 +33,8 @@ CUSTOMERS = 60
 async def test_finals_of_a_window_start_come_out_one_batch_each_without_new_records(
         kafka_bootstrap: str, tmp_path: Path) -> None:
     env = PipelineEnv(kafka_bootstrap, tmp_path, partitions=1, idle_close_after_s=5,
-                      extra_env={"METERSTREAM_AGGREGATOR__BATCH_MAX_CLOSES": "1"})
+                      extra_env={"METERSTREAM_AGGREGATOR__BATCH_MAX_CLOSES": "1",
+                                 "METERSTREAM_AGGREGATOR__BATCH_MAX_EVENTS": "1"})
     await env.create_topics()
     settings = env.settings()
     worker = env.start_worker("sweep")
@@ -51,6 +56,16 @@ async def test_finals_of_a_window_start_come_out_one_batch_each_without_new_reco
         assert worker.alive(), worker.log_path.read_text(errors="replace")[-3000:]
     finally:
         worker.stop(timeout_s=30)
+    # The input holds the 120 events and the idle ticks, one per IDLE_CLOSE_AFTER_S at
+    # most: none from the sweeps.
+    consumer = AIOKafkaConsumer(bootstrap_servers=kafka_bootstrap)
+    await consumer.start()
+    try:
+        tp = TopicPartition(settings.topics.events, 0)
+        (end,) = (await consumer.end_offsets([tp])).values()
+    finally:
+        await consumer.stop()
+    assert 2 * CUSTOMERS < end <= 2 * CUSTOMERS + 2 + took / 5, end
     got = finals(summaries)
     assert sorted(got) == [f"c{i:02d}" for i in range(CUSTOMERS)]
     assert {Decimal(m["total"]) for m in got.values()} == {Decimal(3)}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable, Generator, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
@@ -197,6 +197,34 @@ def test_one_batch_runs_its_steps_in_the_stated_order() -> None:
     replayed = MemoryState()
     replayed.apply([(k.decode(), v) for k, v in changelog if k is not None])
     assert replayed.data == local.mem.data
+
+
+def test_a_sweep_batch_commits_finals_and_state_and_leaves_the_input_position() -> None:
+    """A batch of no records emits the finals an earlier batch left (its bound reached)."""
+    broker = FakeBroker()
+    local = FakeLocal(broker.journal)
+    core = Aggregator(replace(CONFIG, batch_max_closes=1))
+    t0 = 1_795_000_000_000
+    first = [_event(i, f"c{i}", "cpu", "1", t0) for i in range(3)]
+    _run(commit_batch(partition=0, records=first, core=core, state=local,
+                      txn=FakeTxn(broker, "t-0"), topics=TOPICS, now_ms=t0,
+                      terms=lambda _c: None))
+    # An event two hours later: the three windows are due, and the bound closes one.
+    result = _run(commit_batch(partition=0, records=[_event(4, "c0", "cpu", "1",
+                                                            t0 + 7_200_000)],
+                               core=core, state=local, txn=FakeTxn(broker, "t-0"),
+                               topics=TOPICS, now_ms=t0, terms=lambda _c: None))
+    assert len(result.summaries) == 1 and result.closing
+    broker.journal.clear()
+    sweep = _run(commit_batch(partition=0, records=[], core=core, state=local,
+                              txn=FakeTxn(broker, "t-0"), topics=TOPICS, now_ms=t0,
+                              terms=lambda _c: None))
+    # A batch of no records takes on idle_max_closes: both finals left.
+    assert len(sweep.summaries) == 2 and not sweep.closing
+    assert [s for s in broker.journal if s != "read"] == [
+        "begin", "send:sum", "send:cl", "flush", "commit", "local"]
+    assert broker.offsets["g"] == 5
+    assert local.changelog_next == len(broker.log("cl"))
 
 
 @pytest.mark.parametrize("step", ["begin", "send:sum", "send:cl", "flush", "offsets",
