@@ -102,8 +102,9 @@ MEANINGS: dict[str, str] = {
     "AGGREGATOR__BATCH_MAX_MS": "longest wait to fill a batch",
     "AGGREGATOR__BATCH_MAX_CLOSES": "most window records a partition's batch of events "
                                     "closes (emits finals for); the rest of a window "
-                                    "start's close in the batches that follow (a batch of "
-                                    "ticks only closes up to AGGREGATOR__BATCH_MAX_EVENTS)",
+                                    "start's close in the batches that follow; a partition "
+                                    "with no records waiting closes 8 times as many in a "
+                                    "batch of its own",
     "STRIPE__MODE": "`v1`, `v2` (meter event stream) or `dry-run` (writes the requests to "
                     "`STRIPE__DRY_RUN_PATH`); changes only when set",
     "STRIPE__API_KEY": "secret; `sk_test_…`, `sk_live_…`, `rk_…`; v1 and v2 only",

@@ -139,7 +139,7 @@ class CoreConfig:
     # Window records a batch's close sweep looks at, at most (BatchSteps.sweep); in a
     # batch of tick records only, idle_max_closes.
     batch_max_closes: int = 250
-    idle_max_closes: int = 20_000
+    idle_max_closes: int = 2_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -259,7 +259,7 @@ class _Run:
         scanned = self._scan(records)
         self._apply(scanned)
         # A batch of ticks only (or of no records: a sweep) has nothing but closes to do:
-        # it takes on as many as a batch of events would take events.
+        # it takes on more of them.
         ticks_only = all(item is None or item[1] is None for item in scanned)
         self._finish(self.cfg.idle_max_closes if ticks_only else self.cfg.batch_max_closes)
 

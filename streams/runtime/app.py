@@ -38,6 +38,12 @@ __all__ = ["Components", "build_app", "core_config"]
 log = logging.getLogger(__name__)
 
 
+# A batch with no events to process (a sweep, or ticks only) closes this many times
+# AGGREGATOR__BATCH_MAX_CLOSES window records: 2,000 by default, about 30 ms of work, so that
+# a partition that goes quiet for a moment does not hold up a round for long.
+IDLE_CLOSES_FACTOR = 8
+
+
 def core_config(settings: Settings) -> CoreConfig:
     """The core's view of the settings: ms and exact Decimals."""
     a = settings.aggregator
@@ -55,7 +61,7 @@ def core_config(settings: Settings) -> CoreConfig:
         default_thresholds=a.thresholds_minor,
         currency=a.currency,
         batch_max_closes=a.batch_max_closes,
-        idle_max_closes=max(a.batch_max_closes, a.batch_max_events),
+        idle_max_closes=IDLE_CLOSES_FACTOR * a.batch_max_closes,
     )
 
 

@@ -310,7 +310,9 @@ class DataPlane:
         consumer = self._consumer
         assert consumer is not None
         while not self._stopping:
-            fetched = await consumer.getmany(timeout_ms=self._batch_max_ms,
+            # (Not waiting for records while a partition has windows left to close.)
+            wait_ms = 0 if self._sweeps_due() else self._batch_max_ms
+            fetched = await consumer.getmany(timeout_ms=wait_ms,
                                              max_records=self._round_records)
             if fetched:
                 room = self._round_records - sum(len(m) for m in fetched.values())
