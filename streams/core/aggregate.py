@@ -137,7 +137,7 @@ class CoreConfig:
     default_thresholds: tuple[Decimal, ...] = (Decimal(10_000),)
     currency: str = "usd"
     # Window records a batch's close sweep looks at, at most (BatchSteps.sweep); in a
-    # batch of tick records only, idle_max_closes.
+    # batch with no events (tick records only, or no records: a sweep), idle_max_closes.
     batch_max_closes: int = 250
     idle_max_closes: int = 2_000
 

@@ -357,10 +357,10 @@ class BatchSteps:
         customer of an hour closes at once), so the batches that follow go on where this
         one stopped (``part.close_after``). (The windows this batch wrote itself are
         closed with the slice of the store they fall in: that work is bounded by the
-        batch's events.) Spreading the closes changes no summary: a
-        due window changes only through an event, and the event loop closes such a window
-        first (:meth:`close_window`), so a final holds the window as it was when the
-        watermark passed its end, whichever batch emits it.
+        batch's events.) Spreading the closes changes no summary: a due window changes
+        only through an event, and the event loop closes such a window first
+        (:meth:`close_window`), so a final holds the window as it was when the watermark
+        passed its end, whichever batch emits it.
         """
         part, cache = self.part, self.cache
         values = cache.values
