@@ -569,15 +569,10 @@ class DataPlane:
             needed = owned.busy or now - owned.last_record_wall >= 60 * bound_s
             if idle and needed:
                 owned.last_record_wall = now
-                await self._send_tick(owned, now)
-
-    async def _send_tick(self, owned: _Owned, now: float) -> None:
-        producer = self._ticks
-        assert producer is not None
-        await producer.send_and_wait(
-            self.topics.events, key=None, value=b"", partition=owned.partition,
-            headers=[(TICK_HEADER, str(int(now * 1000)).encode())])
-        metrics.TICKS.inc()
+                await producer.send_and_wait(
+                    self.topics.events, key=None, value=b"", partition=owned.partition,
+                    headers=[(TICK_HEADER, str(int(now * 1000)).encode())])
+                metrics.TICKS.inc()
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
