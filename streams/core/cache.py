@@ -159,15 +159,7 @@ class BatchCache:
             keys = self.scan(prefix, kind)
             self.prefetch(keys, decode)
             return keys
-        deleted, values = self.deleted, self.values
-        found: set[str] = set()
-        for key, raw in items(prefix):
-            if key in deleted:
-                continue
-            found.add(key)
-            if key not in values:
-                values[key] = decode(raw)
-        return self._with_writes(found, prefix, kind)
+        return self._with_writes(self._take_items(items(prefix), decode), prefix, kind)
 
     def scan_values_after(self, prefix: str, after: str, limit: int, kind: Kind,
                           decode: Callable[[bytes], Any]) -> tuple[list[str], str | None]:
@@ -190,19 +182,26 @@ class BatchCache:
         more = len(got) > limit
         got = got[:limit]
         resume = got[-1][0] if more else None
-        deleted, values = self.deleted, self.values
-        found: set[str] = set()
-        for key, raw in got:
-            if key in deleted:
-                continue
-            found.add(key)
-            if key not in values:
-                values[key] = decode(raw)
+        found = self._take_items(got, decode)
         # The batch's writes in the same range: after ``after`` and, when the store has
         # more, up to the last key read from it.
         found.update(k for k in self._dirty[kind] if k.startswith(prefix) and k > after
                      and (resume is None or k <= resume))
         return sorted(found), resume
+
+    def _take_items(self, items: Iterable[tuple[str, bytes]],
+                    decode: Callable[[bytes], Any]) -> set[str]:
+        """The keys of ``items`` (read from the store) the batch has not deleted; the value
+        of each one the batch has not read or written yet goes into ``values``, decoded."""
+        deleted, values = self.deleted, self.values
+        found: set[str] = set()
+        for key, raw in items:
+            if key in deleted:
+                continue
+            found.add(key)
+            if key not in values:
+                values[key] = decode(raw)
+        return found
 
     def _with_writes(self, found: set[str], prefix: str, kind: Kind) -> list[str]:
         """``found`` (keys of the store under ``prefix``, less the batch's deletions) and
