@@ -311,8 +311,8 @@ class DataPlane:
         assert consumer is not None
         while not self._stopping:
             # (Not waiting for records while a partition has windows left to close.)
-            wait_ms = 0 if self._sweeps_due() else self._batch_max_ms
-            fetched = await consumer.getmany(timeout_ms=wait_ms,
+            sweeping = bool(self._sweeps_due())
+            fetched = await consumer.getmany(timeout_ms=0 if sweeping else self._batch_max_ms,
                                              max_records=self._round_records)
             if fetched:
                 room = self._round_records - sum(len(m) for m in fetched.values())
@@ -320,7 +320,7 @@ class DataPlane:
                     fresh = await consumer.getmany(timeout_ms=_FRESH_POLL_MS, max_records=room)
                     for tp, msgs in fresh.items():
                         fetched.setdefault(tp, []).extend(msgs)
-            if not fetched and not self._sweeps_due():
+            if not fetched and not sweeping:
                 continue
             async with self._lock:
                 if self.stopping:
